@@ -1,0 +1,109 @@
+"""Exceptions raised by fastapi_corpauth.
+
+Every failure the package reports derives from one root, so callers can catch
+``CorpAuthError`` for "anything went wrong with bank authentication" and narrow
+down when they need to::
+
+    CorpAuthError
+    ├── ConfigurationError          a setting is missing or invalid
+    └── TokenError                  the client_credentials token could not be had
+        ├── TokenEndpointUnavailable    network error, timeout, 5xx or 429
+        ├── CredentialsRejected         the bank refused client_id/client_secret
+        └── MalformedTokenResponse      the bank answered something that is not a token
+
+Messages never contain a secret or a token: they are safe to log and to show.
+Each error carries a stable ``code`` that the FastAPI edge returns to clients.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigurationError",
+    "CorpAuthError",
+    "CredentialsRejected",
+    "MalformedTokenResponse",
+    "TokenEndpointUnavailable",
+    "TokenError",
+]
+
+
+class CorpAuthError(Exception):
+    """Root of every exception raised by fastapi_corpauth."""
+
+    code: str = "corpauth_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+class ConfigurationError(CorpAuthError, ValueError):
+    """A setting is missing or invalid.
+
+    ``variables`` names the environment variables at fault, e.g. ``CORPAUTH_CLIENT_ID``.
+    """
+
+    code = "configuration_error"
+
+    def __init__(self, message: str, *, variables: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.variables = variables
+
+
+class TokenError(CorpAuthError):
+    """The client_credentials token could not be obtained."""
+
+    code = "token_error"
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        #: HTTP status the token endpoint answered with, None when there was no answer.
+        self.status_code = status_code
+
+
+class TokenEndpointUnavailable(TokenError):
+    """The token endpoint could not be reached or answered with a transient failure.
+
+    ``retry_after`` is how many seconds to wait before the next attempt is worth making:
+    the server's ``Retry-After`` when it sent one, otherwise the client's own back-off.
+    """
+
+    code = "token_endpoint_unavailable"
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class CredentialsRejected(TokenError):
+    """The token endpoint refused the client's credentials (never retried).
+
+    Keycloak answers a wrong secret with 401 ``unauthorized_client`` and an unknown
+    client with ``invalid_client`` (400 or 401, depending on its version).
+    ``error`` and ``error_description`` are the OAuth error fields, when present.
+    """
+
+    code = "client_credentials_rejected"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code)
+        self.error = error
+        self.error_description = error_description
+
+
+class MalformedTokenResponse(TokenError):
+    """The token endpoint answered, but not with a usable token (HTML, truncated JSON...)."""
+
+    code = "token_response_malformed"

@@ -1,0 +1,82 @@
+"""The FastAPI edge: the only place where package errors become HTTP responses.
+
+Each ``CorpAuthError`` maps to a status and a stable ``code`` in a small JSON body
+(``{"detail": {"code": ..., "message": ...}}``). Messages here are fixed texts, so no
+detail of the bank's answer, and never a secret or token, reaches the client.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from ._errors import (
+    ConfigurationError,
+    CorpAuthError,
+    CredentialsRejected,
+    MalformedTokenResponse,
+    TokenEndpointUnavailable,
+)
+
+__all__ = ["ErrorResponse", "corpauth_exception_handler", "error_response", "http_exception"]
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    status_code: int
+    code: str
+    message: str
+    headers: dict[str, str]
+
+    def detail(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
+
+
+def error_response(exc: CorpAuthError) -> ErrorResponse:
+    """Describe the HTTP answer for ``exc``: status, stable code, public message, headers."""
+    headers = {"Cache-Control": "no-store"}
+    if isinstance(exc, TokenEndpointUnavailable):
+        retry_after = exc.retry_after if exc.retry_after is not None else 5.0
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+        return ErrorResponse(
+            503,
+            exc.code,
+            "The bank's authorization server is unavailable; try again later.",
+            headers,
+        )
+    if isinstance(exc, CredentialsRejected):
+        return ErrorResponse(
+            502, exc.code, "The bank refused this application's credentials.", headers
+        )
+    if isinstance(exc, MalformedTokenResponse):
+        return ErrorResponse(
+            502, exc.code, "The bank's authorization server answered unexpectedly.", headers
+        )
+    if isinstance(exc, ConfigurationError):
+        return ErrorResponse(
+            503, exc.code, "Bank authentication is not configured or not started.", headers
+        )
+    return ErrorResponse(502, exc.code, "Bank authentication failed.", headers)
+
+
+def http_exception(exc: CorpAuthError) -> HTTPException:
+    """The ``HTTPException`` to raise from a dependency for ``exc``."""
+    response = error_response(exc)
+    return HTTPException(response.status_code, detail=response.detail(), headers=response.headers)
+
+
+async def corpauth_exception_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Exception handler for ``CorpAuthError`` raised outside the package's dependencies.
+
+    Register it with ``app.add_exception_handler(CorpAuthError, corpauth_exception_handler)``
+    when application code calls the token service directly.
+    """
+    if not isinstance(exc, CorpAuthError):  # pragma: no cover - registered for CorpAuthError
+        raise exc
+    response = error_response(exc)
+    return JSONResponse(
+        {"detail": response.detail()}, status_code=response.status_code, headers=response.headers
+    )

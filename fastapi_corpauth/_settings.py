@@ -1,0 +1,149 @@
+"""Reading configuration from the environment: the one place that does.
+
+``CorpAuthSettings`` is a pydantic-settings model. Every field can be passed in code or
+set as ``CORPAUTH_<FIELD>`` in the environment or a ``.env`` file. It converts itself
+into the small value objects of ``_config`` that the rest of the package takes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ._config import (
+    CachePolicy,
+    ClientAuthMethod,
+    ClientCredentials,
+    Endpoints,
+    RetryPolicy,
+    Timeouts,
+)
+from ._errors import ConfigurationError
+
+__all__ = ["CorpAuthSettings"]
+
+ENV_PREFIX = "CORPAUTH_"
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    if parts.fragment:
+        raise ValueError("must not contain a fragment")
+    return value
+
+
+class CorpAuthSettings(BaseSettings):
+    """Settings for ``CorpAuth``; each field is also read from ``CORPAUTH_<FIELD>``.
+
+    Raises:
+        ConfigurationError: a required setting is missing or a value is invalid; the
+            message names the environment variables at fault and never their values.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    client_id: str = Field(min_length=1, description="OAuth client id registered at the bank.")
+    client_secret: SecretStr = Field(description="OAuth client secret; never logged.")
+    issuer: str = Field(
+        description="Keycloak realm URL, e.g. https://account.bog.ge/auth/realms/bog.",
+    )
+    authorize_url: str | None = Field(default=None, description="Overrides {issuer}/.../auth.")
+    token_url: str | None = Field(default=None, description="Overrides {issuer}/.../token.")
+    logout_url: str | None = Field(default=None, description="Overrides {issuer}/.../logout.")
+    scope: str = Field(default="corp", description="Scope requested; empty sends none.")
+    api_base_url: str = Field(
+        default="https://api.businessonline.ge/api", description="Base URL of the bank API."
+    )
+    client_auth_method: ClientAuthMethod = "client_secret_basic"
+
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+
+    token_leeway: float = Field(default=30.0, ge=0)
+    token_refresh_window: float = Field(default=60.0, ge=0)
+    token_default_lifetime: float = Field(default=60.0, gt=0)
+    token_retry_attempts: int = Field(default=3, ge=1, le=10)
+    token_backoff_base: float = Field(default=0.2, ge=0)
+    token_backoff_max: float = Field(default=5.0, ge=0)
+    token_cooldown: float = Field(default=5.0, ge=0)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _configuration_error(exc) from exc
+
+    @field_validator("issuer", "authorize_url", "token_url", "logout_url", "api_base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_http_url(value)
+
+    @field_validator("client_secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value():
+            raise ValueError("must not be empty")
+        return value
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints.from_issuer(
+            self.issuer,
+            authorize_url=self.authorize_url,
+            token_url=self.token_url,
+            logout_url=self.logout_url,
+        )
+
+    def credentials(self) -> ClientCredentials:
+        return ClientCredentials(
+            client_id=self.client_id,
+            client_secret=self.client_secret,
+            auth_method=self.client_auth_method,
+        )
+
+    def timeouts(self) -> Timeouts:
+        return Timeouts(connect=self.connect_timeout, read=self.read_timeout)
+
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(
+            attempts=self.token_retry_attempts,
+            backoff_base=self.token_backoff_base,
+            backoff_max=self.token_backoff_max,
+            cooldown=self.token_cooldown,
+        )
+
+    def cache_policy(self) -> CachePolicy:
+        return CachePolicy(
+            leeway=self.token_leeway,
+            refresh_window=self.token_refresh_window,
+            default_lifetime=self.token_default_lifetime,
+        )
+
+
+def _configuration_error(exc: ValidationError) -> ConfigurationError:
+    variables: list[str] = []
+    problems: list[str] = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = ENV_PREFIX + field.upper() if field else ENV_PREFIX + "*"
+        variables.append(variable)
+        message = "is required" if error["type"] == "missing" else str(error["msg"])
+        problems.append(f"{variable} {message}")
+    return ConfigurationError(
+        "invalid fastapi-corpauth settings: " + "; ".join(problems),
+        variables=tuple(variables),
+    )

@@ -1,0 +1,380 @@
+"""The devserver's HTTP surface: Keycloak's discovery and token endpoints, a sample bank API
+and ``/_dev`` controls for tests that run the server in another process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._basic import ClientAuthParseError, parse_basic_credentials
+from ._flavours import FLAVOURS, Flavour
+from ._state import (
+    DEFAULT_ACCOUNTS,
+    DevClient,
+    DevServerState,
+    FaultBodyKind,
+    FaultPlan,
+    SampleAccount,
+    new_signing_key,
+)
+
+__all__ = ["DEFAULT_CLIENTS", "create_devserver"]
+
+DEFAULT_CLIENTS: tuple[DevClient, ...] = (
+    DevClient(client_id="corp-app", client_secret="dev-secret"),
+)
+
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_UNEXPECTED_AUTH_ERROR = "Unexpected error when authenticating client"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GrantContext:
+    """Everything a grant handler needs once the client has authenticated."""
+
+    state: DevServerState
+    client: DevClient
+    form: Mapping[str, str]
+    issuer: str
+    fault: FaultPlan | None
+
+
+GrantHandler = Callable[[GrantContext], Response]
+
+
+def oauth_error(status: int, error: str, description: str | None = None) -> JSONResponse:
+    """A token-endpoint error as Keycloak sends it: JSON, no-store, no WWW-Authenticate."""
+    body = {"error": error}
+    if description is not None:
+        body["error_description"] = description
+    return JSONResponse(body, status_code=status, headers=_NO_STORE)
+
+
+def _client_credentials_grant(context: GrantContext) -> Response:
+    """RFC 6749 §4.4 as Keycloak implements it; ``code`` and ``redirect_uri`` are ignored."""
+    state, flavour = context.state, context.state.flavour
+    if not context.client.service_accounts_enabled:
+        return oauth_error(
+            flavour.service_account_disabled_status,
+            "unauthorized_client",
+            "Client not enabled to retrieve service account",
+        )
+    requested_scope = context.form.get("scope")
+    if requested_scope is not None and not set(requested_scope.split()) <= state.known_scopes:
+        return oauth_error(400, "invalid_scope", f"Invalid scopes: {requested_scope}")
+    issued = state.issue_client_credentials(
+        context.client,
+        issuer=context.issuer,
+        expired=context.fault is not None and context.fault.expired_token,
+    )
+    body: dict[str, Any] = {"access_token": issued.access_token}
+    if flavour.include_expires_in:
+        body["expires_in"] = issued.expires_in
+    body["refresh_expires_in"] = issued.refresh_expires_in
+    if issued.refresh_token is not None:
+        body["refresh_token"] = issued.refresh_token
+    body["token_type"] = flavour.token_type
+    body["not-before-policy"] = state.not_before_policy
+    if issued.session_state is not None:
+        body["session_state"] = issued.session_state
+    body["scope"] = issued.scope
+    return JSONResponse(body, headers=_NO_STORE)
+
+
+#: The grants the token endpoint understands. Add ``authorization_code`` (with PKCE) and
+#: ``refresh_token`` here; discovery advertises whatever this table holds.
+GRANT_HANDLERS: Mapping[str, GrantHandler] = {
+    "client_credentials": _client_credentials_grant,
+}
+
+
+def parse_token_form(body: bytes, content_type: str | None) -> dict[str, str]:
+    """Form fields of a token request, first value winning like JAX-RS ``getFirst``.
+
+    A body that is not form-encoded has no fields, which makes Keycloak answer "Missing
+    form parameter: grant_type", as it does for a JSON body.
+    """
+    if not (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
+        return {}
+    fields: dict[str, str] = {}
+    text = body.decode("utf-8", errors="replace")
+    for name, value in parse_qsl(text, keep_blank_values=True, errors="replace"):
+        fields.setdefault(name, value)
+    return fields
+
+
+def authenticate_client(
+    state: DevServerState, form: Mapping[str, str], authorization: str | None
+) -> DevClient | Response:
+    """Keycloak's ``ClientIdAndSecretAuthenticator``: Basic header, overridden by form fields.
+
+    Each form field overrides its half of the header separately, and the failure answers
+    come from the flavour because they changed across Keycloak versions.
+    """
+    flavour = state.flavour
+    client_id: str | None = None
+    client_secret: str | None = None
+    if authorization is not None:
+        try:
+            pair = parse_basic_credentials(authorization, url_decode=flavour.basic_url_decode)
+        except ClientAuthParseError:
+            return oauth_error(400, "unauthorized_client", _UNEXPECTED_AUTH_ERROR)
+        if pair is not None:
+            client_id, client_secret = pair
+        elif "client_id" not in form:
+            # Keycloak challenges a non-Basic header (e.g. a browser's Negotiate) this way.
+            return Response(
+                status_code=401, headers={"WWW-Authenticate": f'Basic realm="{state.realm}"'}
+            )
+    client_id = form.get("client_id", client_id)
+    client_secret = form.get("client_secret", client_secret)
+    if client_id is None:
+        return oauth_error(400, "invalid_client", "Missing client_id parameter")
+    client = state.clients.get(client_id)
+    if client is None:
+        return oauth_error(
+            flavour.unknown_client_status,
+            flavour.unknown_client_error,
+            flavour.unknown_client_description,
+        )
+    if client_secret is None:
+        return oauth_error(
+            flavour.missing_secret_status,
+            flavour.missing_secret_error,
+            flavour.missing_secret_description,
+        )
+    if not hmac.compare_digest(client_secret.encode(), client.client_secret.encode()):
+        return oauth_error(
+            flavour.wrong_secret_status,
+            flavour.wrong_secret_error,
+            flavour.wrong_secret_description,
+        )
+    return client
+
+
+def _reason_phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def fault_response(fault: FaultPlan) -> Response:
+    """The broken answer a proxy, gateway or misconfigured server gives instead of a token."""
+    headers = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+    kind: FaultBodyKind = fault.body_kind or "json-error"
+    if kind == "json-error":
+        status = fault.status or 500
+        error = "temporarily_unavailable" if status in (429, 503) else "server_error"
+        body = {"error": error, "error_description": _reason_phrase(status)}
+        return JSONResponse(body, status_code=status, headers=headers)
+    status = fault.status or 200
+    if kind == "html":
+        title = "Service maintenance" if status == 200 else f"{status} {_reason_phrase(status)}"
+        page = (
+            f"<!DOCTYPE html><html><head><title>{title}</title></head>"
+            f"<body><h1>{title}</h1><p>Please try again later.</p></body></html>"
+        )
+        return HTMLResponse(page, status_code=status, headers=headers)
+    if kind == "truncated":
+        cut_off = '{"access_token":"eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJleHAiOjE3MDAw'
+        return Response(cut_off, status_code=status, media_type="application/json", headers=headers)
+    return PlainTextResponse("upstream connect error", status_code=status, headers=headers)
+
+
+def realm_not_found() -> JSONResponse:
+    """Keycloak's answer for any path under an unknown realm."""
+    return JSONResponse({"error": "Realm does not exist"}, status_code=404)
+
+
+def issuer_url(request: Request, realm: str) -> str:
+    """``{base}/realms/{realm}`` including the mount prefix, as a proxied Keycloak reports it.
+
+    ``request.base_url`` is the top-level app's root, so a devserver mounted at ``/idp``
+    would report the wrong issuer; the scope's ``root_path`` includes the mount.
+    """
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return f"{request.url.scheme}://{request.url.netloc}{root_path}/realms/{realm}"
+
+
+def discovery_document(state: DevServerState, issuer: str) -> dict[str, Any]:
+    """The subset of Keycloak's OpenID configuration a client of this realm relies on."""
+    oidc = f"{issuer}/protocol/openid-connect"
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{oidc}/auth",
+        "token_endpoint": f"{oidc}/token",
+        "end_session_endpoint": f"{oidc}/logout",
+        "revocation_endpoint": f"{oidc}/revoke",
+        "grant_types_supported": list(GRANT_HANDLERS),
+        "response_types_supported": ["code", "token"],
+        "response_modes_supported": ["query", "fragment", "form_post"],
+        "scopes_supported": sorted(state.known_scopes),
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": state.flavour.issue_iss,
+    }
+
+
+class FaultConfig(BaseModel):
+    """JSON body of ``POST /_dev/faults``; same fields as ``DevServerState.set_faults``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: int | None = Field(default=None, ge=100, le=599)
+    body_kind: FaultBodyKind | None = None
+    retry_after: int | str | None = None
+    latency: float = Field(default=0.0, ge=0)
+    expired_token: bool = False
+    count: int | None = Field(default=None, ge=1)
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def create_devserver(
+    *,
+    realm: str = "bog",
+    clients: Sequence[DevClient] = DEFAULT_CLIENTS,
+    flavour: str | Flavour = "modern",
+    token_lifetime: float = 300.0,
+    clock: Callable[[], float] = time.time,
+    signing_key: bytes | None = None,
+    accounts: Sequence[SampleAccount] = DEFAULT_ACCOUNTS,
+) -> FastAPI:
+    """Build a Keycloak-compatible authorization server plus a sample protected bank API.
+
+    ``flavour`` names an entry of :data:`FLAVOURS` or is a custom :class:`Flavour`.
+    ``clock`` decides token issue and expiry times, so tests can expire tokens instantly.
+    A fresh random ``signing_key`` makes tokens from any other devserver foreign.
+    """
+    resolved_flavour = FLAVOURS[flavour] if isinstance(flavour, str) else flavour
+    state = DevServerState(
+        realm=realm,
+        clients=clients,
+        flavour=resolved_flavour,
+        token_lifetime=token_lifetime,
+        clock=clock,
+        signing_key=new_signing_key() if signing_key is None else signing_key,
+        accounts=accounts,
+    )
+    app = FastAPI(
+        title=f"fastapi-corpauth devserver ({resolved_flavour.name})",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.devserver = state
+
+    @app.get("/realms/{realm_name}/.well-known/openid-configuration")
+    async def openid_configuration(realm_name: str, request: Request) -> Response:
+        if realm_name != state.realm:
+            return realm_not_found()
+        return JSONResponse(discovery_document(state, issuer_url(request, realm_name)))
+
+    @app.post("/realms/{realm_name}/protocol/openid-connect/token")
+    async def token_endpoint(realm_name: str, request: Request) -> Response:
+        state.token_requests += 1
+        fault = state.take_fault()
+        if fault is not None and fault.latency:
+            await asyncio.sleep(fault.latency)
+        if fault is not None and fault.replaces_answer:
+            return fault_response(fault)
+        if realm_name != state.realm:
+            return realm_not_found()
+        form = parse_token_form(await request.body(), request.headers.get("content-type"))
+        grant_type = form.get("grant_type")
+        if grant_type is None:
+            return oauth_error(400, "invalid_request", "Missing form parameter: grant_type")
+        grant = GRANT_HANDLERS.get(grant_type)
+        if grant is None:
+            return oauth_error(400, "unsupported_grant_type", "Unsupported grant_type")
+        client = authenticate_client(state, form, request.headers.get("authorization"))
+        if isinstance(client, Response):
+            return client
+        context = GrantContext(
+            state=state,
+            client=client,
+            form=form,
+            issuer=issuer_url(request, realm_name),
+            fault=fault,
+        )
+        return grant(context)
+
+    def authorize_api_call(request: Request) -> Response | None:
+        state.api_requests += 1
+        token = _bearer_token(request.headers.get("authorization"))
+        if token is None:
+            challenge = f'Bearer realm="{state.realm}"'
+        else:
+            verdict = state.check_access_token(token)
+            if isinstance(verdict, dict):
+                return None
+            challenge = (
+                f'Bearer realm="{state.realm}", error="invalid_token", '
+                f'error_description="{verdict}"'
+            )
+        state.api_rejections += 1
+        return Response(status_code=401, headers={"WWW-Authenticate": challenge})
+
+    @app.get("/api/accounts")
+    async def list_accounts(request: Request) -> Response:
+        rejection = authorize_api_call(request)
+        if rejection is not None:
+            return rejection
+        return JSONResponse({"accounts": [a.as_json() for a in state.accounts.values()]})
+
+    @app.get("/api/accounts/{account_id}")
+    async def get_account(account_id: str, request: Request) -> Response:
+        rejection = authorize_api_call(request)
+        if rejection is not None:
+            return rejection
+        account = state.accounts.get(account_id)
+        if account is None:
+            return JSONResponse({"error": "account_not_found"}, status_code=404)
+        return JSONResponse(account.as_json())
+
+    @app.post("/_dev/not-before")
+    async def push_not_before() -> dict[str, Any]:
+        state.push_not_before()
+        return state.stats()
+
+    @app.get("/_dev/stats")
+    async def stats() -> dict[str, Any]:
+        return state.stats()
+
+    @app.post("/_dev/faults")
+    async def set_faults(config: FaultConfig) -> Response:
+        try:
+            plan = state.set_faults(**config.model_dump())
+        except ValueError as exc:
+            return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse(asdict(plan))
+
+    @app.delete("/_dev/faults", status_code=204)
+    async def clear_faults() -> Response:
+        state.clear_faults()
+        return Response(status_code=204)
+
+    @app.post("/_dev/reset")
+    async def reset_counters() -> dict[str, Any]:
+        state.reset_counters()
+        return state.stats()
+
+    return app

@@ -1,0 +1,368 @@
+"""Pure helpers of the devserver: JWTs, Basic decoding per flavour, state and fault plans."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from dataclasses import FrozenInstanceError
+from urllib.parse import quote_plus
+
+import pytest
+
+from fastapi_corpauth.devserver import (
+    FLAVOURS,
+    DevClient,
+    DevServerState,
+    FaultPlan,
+    Flavour,
+    create_devserver,
+)
+from fastapi_corpauth.devserver.__main__ import build_app, build_parser
+from fastapi_corpauth.devserver._basic import (
+    ClientAuthParseError,
+    form_urldecode_strict,
+    parse_basic_credentials,
+)
+from fastapi_corpauth.devserver._jwt import InvalidJWT, b64url_encode, sign_jwt, verify_jwt
+from fastapi_corpauth.devserver._state import DEFAULT_ACCOUNTS
+
+KEY = b"k" * 32
+SPECIAL_SECRET = "a+b%c:d é ✓"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.25) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def basic_header(client_id: str, secret: str, *, rfc_encode: bool) -> str:
+    if rfc_encode:
+        client_id, secret = quote_plus(client_id, safe=""), quote_plus(secret, safe="")
+    return "Basic " + base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+
+
+def make_state(
+    *, flavour: str = "modern", clock: FakeClock | None = None, lifetime: float = 60.0
+) -> DevServerState:
+    return DevServerState(
+        realm="bog",
+        clients=[DevClient(client_id="corp-app", client_secret="dev-secret")],
+        flavour=FLAVOURS[flavour],
+        token_lifetime=lifetime,
+        clock=clock or FakeClock(),
+        signing_key=KEY,
+        accounts=DEFAULT_ACCOUNTS,
+    )
+
+
+# --- JWT -------------------------------------------------------------------------------------
+
+
+def test_jwt_round_trip_and_header() -> None:
+    token = sign_jwt({"sub": "x", "n": 1}, key=KEY, kid="kid-1")
+    header_segment = token.split(".")[0]
+    header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
+    assert header == {"alg": "HS256", "typ": "JWT", "kid": "kid-1"}
+    assert "=" not in token
+    assert verify_jwt(token, key=KEY) == {"sub": "x", "n": 1}
+
+
+def test_jwt_wrong_key_is_rejected() -> None:
+    token = sign_jwt({"sub": "x"}, key=KEY, kid="k")
+    with pytest.raises(InvalidJWT):
+        verify_jwt(token, key=b"other" * 8)
+
+
+def test_jwt_tampered_payload_is_rejected() -> None:
+    header, _, signature = sign_jwt({"sub": "x"}, key=KEY, kid="k").split(".")
+    forged = b64url_encode(json.dumps({"sub": "admin"}).encode())
+    with pytest.raises(InvalidJWT):
+        verify_jwt(f"{header}.{forged}.{signature}", key=KEY)
+
+
+def test_jwt_alg_none_is_rejected() -> None:
+    header = b64url_encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+    payload = b64url_encode(json.dumps({"sub": "x"}).encode())
+    with pytest.raises(InvalidJWT):
+        verify_jwt(f"{header}.{payload}.", key=KEY)
+
+
+@pytest.mark.parametrize(
+    "garbage", ["", "abc", "a.b", "a.b.c.d", "é.é.é", "!!!.???.***", "e30.e30.e30"]
+)
+def test_jwt_garbage_is_rejected(garbage: str) -> None:
+    with pytest.raises(InvalidJWT):
+        verify_jwt(garbage, key=KEY)
+
+
+def test_jwt_non_object_payload_is_rejected() -> None:
+    header = b64url_encode(json.dumps({"alg": "HS256"}).encode())
+    payload = b64url_encode(b"[1, 2]")
+    signature = hmac.new(KEY, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    with pytest.raises(InvalidJWT, match="JSON object"):
+        verify_jwt(f"{header}.{payload}.{b64url_encode(signature)}", key=KEY)
+
+
+# --- Basic decoding ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [("a+b", "a b"), ("a%2Bb", "a+b"), ("%C3%A9", "é"), ("%3a", ":"), ("plain", "plain")],
+)
+def test_form_urldecode_like_java(encoded: str, decoded: str) -> None:
+    assert form_urldecode_strict(encoded) == decoded
+
+
+@pytest.mark.parametrize("malformed", ["%", "a%2", "%zz", "100%", "%-1"])
+def test_form_urldecode_rejects_malformed_escapes_like_java(malformed: str) -> None:
+    with pytest.raises(ClientAuthParseError):
+        form_urldecode_strict(malformed)
+
+
+def test_basic_rfc_encoded_special_secret_is_decoded_by_modern_keycloak() -> None:
+    header = basic_header("corp:app", SPECIAL_SECRET, rfc_encode=True)
+    assert parse_basic_credentials(header, url_decode=True) == ("corp:app", SPECIAL_SECRET)
+
+
+def test_basic_rfc_encoded_secret_stays_encoded_on_legacy_keycloak() -> None:
+    header = basic_header("corp-app", SPECIAL_SECRET, rfc_encode=True)
+    assert parse_basic_credentials(header, url_decode=False) == (
+        "corp-app",
+        quote_plus(SPECIAL_SECRET, safe=""),
+    )
+
+
+def test_basic_raw_secret_works_only_on_legacy_keycloak() -> None:
+    header = basic_header("corp-app", "a+b:c é", rfc_encode=False)
+    assert parse_basic_credentials(header, url_decode=False) == ("corp-app", "a+b:c é")
+    assert parse_basic_credentials(header, url_decode=True) == ("corp-app", "a b:c é")
+
+
+def test_basic_raw_percent_breaks_modern_keycloak() -> None:
+    header = basic_header("corp-app", "100%", rfc_encode=False)
+    with pytest.raises(ClientAuthParseError):
+        parse_basic_credentials(header, url_decode=True)
+    assert parse_basic_credentials(header, url_decode=False) == ("corp-app", "100%")
+
+
+@pytest.mark.parametrize(
+    "header", ["Negotiate abc", "Bearer x", "Basic " + base64.b64encode(b"no-colon").decode()]
+)
+def test_basic_unusable_header_is_none(header: str) -> None:
+    assert parse_basic_credentials(header, url_decode=True) is None
+
+
+def test_basic_scheme_is_case_insensitive() -> None:
+    header = "bAsIc " + base64.b64encode(b"id:secret").decode()
+    assert parse_basic_credentials(header, url_decode=True) == ("id", "secret")
+
+
+@pytest.mark.parametrize("header", ["Basic a", "Basic é"])
+def test_basic_undecodable_base64_is_a_parse_error(header: str) -> None:
+    with pytest.raises(ClientAuthParseError):
+        parse_basic_credentials(header, url_decode=True)
+
+
+# --- flavours ----------------------------------------------------------------------------------
+
+
+def test_flavour_table_matches_keycloak_texts() -> None:
+    assert set(FLAVOURS) >= {"modern", "legacy", "no-expires-in", "invalid-client-400"}
+    modern, legacy = FLAVOURS["modern"], FLAVOURS["legacy"]
+    assert (modern.token_type, legacy.token_type) == ("Bearer", "bearer")
+    assert (modern.basic_url_decode, legacy.basic_url_decode) == (True, False)
+    assert (modern.refresh_tokens, legacy.refresh_tokens) == (False, True)
+    assert (modern.wrong_secret_status, modern.wrong_secret_error) == (401, "unauthorized_client")
+    assert modern.wrong_secret_description == "Invalid client or Invalid client credentials"
+    assert (modern.unknown_client_status, modern.unknown_client_error) == (401, "invalid_client")
+    assert legacy.wrong_secret_description == "Invalid client secret"
+    assert (legacy.unknown_client_status, legacy.unknown_client_error) == (
+        400,
+        "unauthorized_client",
+    )
+    assert legacy.unknown_client_description == "Invalid client credentials"
+    assert FLAVOURS["no-expires-in"].include_expires_in is False
+    assert FLAVOURS["invalid-client-400"].wrong_secret_status == 400
+    assert FLAVOURS["invalid-client-400"].wrong_secret_error == "invalid_client"
+    assert (modern.scope_extra, legacy.scope_extra) == (("profile", "email"), ())
+    for name, flavour in FLAVOURS.items():
+        assert flavour.name == name
+
+
+def test_flavours_are_immutable() -> None:
+    with pytest.raises(FrozenInstanceError):
+        FLAVOURS["modern"].token_type = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        FLAVOURS["new"] = Flavour(name="new")  # type: ignore[index]
+
+
+# --- fault plans -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"status": 99},
+        {"status": 600},
+        {"status": 500, "count": 0},
+        {"latency": -1.0},
+        {"status": 500, "expired_token": True},
+        {"retry_after": 5},
+        {"body_kind": "xml"},
+    ],
+)
+def test_fault_plan_rejects_meaningless_plans(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        FaultPlan(**kwargs)  # type: ignore[arg-type]
+
+
+def test_fault_plan_counts_down_then_clears() -> None:
+    state = make_state()
+    state.set_faults(status=503, count=2)
+    assert state.take_fault() is not None
+    assert state.take_fault() is not None
+    assert state.take_fault() is None
+    assert state.faults is None
+
+
+def test_fault_plan_without_count_persists_until_cleared() -> None:
+    state = make_state()
+    plan = state.set_faults(latency=0.5)
+    assert [state.take_fault() for _ in range(5)] == [plan] * 5
+    state.clear_faults()
+    assert state.take_fault() is None
+
+
+# --- state: expiry and revocation --------------------------------------------------------------
+
+
+def issue(state: DevServerState) -> str:
+    client = state.clients["corp-app"]
+    return state.issue_client_credentials(client, issuer="http://dev/realms/bog").access_token
+
+
+def test_token_expires_by_the_injected_clock() -> None:
+    clock = FakeClock()
+    state = make_state(clock=clock, lifetime=60)
+    token = issue(state)
+    clock.now += 59.9
+    assert isinstance(state.check_access_token(token), dict)
+    clock.now += 0.1
+    assert state.check_access_token(token) == "Token expired"
+
+
+def test_push_revokes_tokens_of_the_same_second_but_not_later_ones() -> None:
+    clock = FakeClock()
+    state = make_state(clock=clock)
+    before = issue(state)
+    state.push_not_before()
+    after = issue(state)
+    assert state.check_access_token(before) == "Stale token"
+    assert isinstance(state.check_access_token(after), dict)
+    assert state.not_before == clock.now
+    assert state.not_before_policy == int(clock.now)
+
+
+def test_expiry_is_reported_before_revocation() -> None:
+    clock = FakeClock()
+    state = make_state(clock=clock)
+    token = issue(state)
+    state.push_not_before()
+    clock.now += 3600
+    assert state.check_access_token(token) == "Token expired"
+
+
+def test_token_of_a_sibling_server_with_the_same_key_uses_its_claims() -> None:
+    clock = FakeClock()
+    issuer_state, verifier_state = make_state(clock=clock), make_state(clock=clock)
+    token = issue(issuer_state)
+    assert isinstance(verifier_state.check_access_token(token), dict)
+    clock.now += 1
+    verifier_state.push_not_before()
+    assert verifier_state.check_access_token(token) == "Stale token"
+    clock.now += 3600
+    assert verifier_state.check_access_token(token) == "Token expired"
+
+
+def test_legacy_refresh_token_is_not_an_access_token() -> None:
+    state = make_state(flavour="legacy")
+    issued = state.issue_client_credentials(state.clients["corp-app"], issuer="http://dev")
+    assert issued.refresh_token is not None
+    assert issued.session_state is not None
+    assert issued.refresh_expires_in == 60
+    assert state.check_access_token(issued.refresh_token) == "Invalid token"
+
+
+def test_registry_forgets_expired_tokens_only() -> None:
+    clock = FakeClock()
+    state = make_state(clock=clock, lifetime=10)
+    old_tokens = [issue(state) for _ in range(1100)]
+    clock.now += 11
+    fresh = issue(state)
+    assert len(state._issued) == 1
+    assert isinstance(state.check_access_token(fresh), dict)
+    assert state.check_access_token(old_tokens[0]) == "Token expired"
+
+
+def test_counters_reset() -> None:
+    state = make_state()
+    issue(state)
+    state.token_requests, state.api_requests, state.api_rejections = 3, 2, 1
+    state.reset_counters()
+    assert (state.token_requests, state.tokens_issued, state.api_requests) == (0, 0, 0)
+    assert state.api_rejections == 0
+
+
+def test_duplicate_client_ids_are_refused() -> None:
+    client = DevClient(client_id="a", client_secret="b")
+    with pytest.raises(ValueError, match="unique"):
+        create_devserver(clients=[client, client])
+
+
+def test_unknown_flavour_name_is_refused() -> None:
+    with pytest.raises(KeyError):
+        create_devserver(flavour="keycloak-1")
+
+
+def test_custom_flavour_object_is_accepted() -> None:
+    custom = Flavour(name="custom", token_type="BEARER")
+    app = create_devserver(flavour=custom)
+    assert app.state.devserver.flavour is custom
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def test_cli_parses_clients_and_flavour() -> None:
+    args = build_parser().parse_args(
+        ["--flavour", "legacy", "--client", "a:b:c", "--client", "x:y", "--token-lifetime", "5"]
+    )
+    assert args.flavour == "legacy"
+    assert args.token_lifetime == 5.0
+    assert args.clients == [
+        DevClient(client_id="a", client_secret="b:c"),
+        DevClient(client_id="x", client_secret="y"),
+    ]
+    state = build_app(args).state.devserver
+    assert set(state.clients) == {"a", "x"}
+    assert state.flavour is FLAVOURS["legacy"]
+
+
+def test_cli_rejects_a_client_without_secret() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--client", "no-secret"])
+
+
+def test_cli_defaults_and_path_prefix() -> None:
+    args = build_parser().parse_args(["--path-prefix", "/auth/"])
+    app = build_app(args)
+    state = app.state.devserver
+    assert set(state.clients) == {"corp-app"}
+    assert [getattr(route, "path", None) for route in app.routes][-1] == "/auth"
