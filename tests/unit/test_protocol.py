@@ -136,7 +136,7 @@ class TestParseTokenResponse:
             refresh_token="refresh-secret",
             session_state="0b7c-uuid",
             scope="corp",
-            **{"not-before-policy": 1_700_000_000},
+            **{"not-before-policy": "1700000000"},
         )
         token = parse(body=body)
         assert token.refresh_token == "refresh-secret"

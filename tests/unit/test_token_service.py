@@ -71,8 +71,8 @@ async def make_service(clock: FakeClock, sleeps: Sleeps) -> AsyncIterator[Any]:
         await client.aclose()
 
 
-def error(status: int, body: bytes = b"", **headers: str) -> httpx.Response:
-    return httpx.Response(status, content=body, headers=headers)
+def error(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, content=body, headers=headers or {})
 
 
 async def test_token_is_cached_until_stale(make_service: Any, clock: FakeClock) -> None:
@@ -190,7 +190,7 @@ async def test_retries_are_bounded(make_service: Any, sleeps: Sleeps) -> None:
 
 async def test_retry_after_is_honoured(make_service: Any, sleeps: Sleeps) -> None:
     endpoint = TokenEndpoint(
-        error(429, **{"Retry-After": "2"}), httpx.Response(200, content=token_body())
+        error(429, headers={"Retry-After": "2"}), httpx.Response(200, content=token_body())
     )
     service = make_service(endpoint, retry=RetryPolicy(attempts=3, backoff_max=5))
     await service.get_token()
@@ -198,7 +198,7 @@ async def test_retry_after_is_honoured(make_service: Any, sleeps: Sleeps) -> Non
 
 
 async def test_long_retry_after_fails_at_once(make_service: Any, sleeps: Sleeps) -> None:
-    endpoint = TokenEndpoint(error(503, **{"Retry-After": "120"}))
+    endpoint = TokenEndpoint(error(503, headers={"Retry-After": "120"}))
     service = make_service(endpoint, retry=RetryPolicy(attempts=3, backoff_max=5, cooldown=5))
     with pytest.raises(TokenEndpointUnavailable) as info:
         await service.get_token()
