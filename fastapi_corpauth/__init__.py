@@ -3,21 +3,37 @@
 from ._config import (
     CachePolicy,
     ClientCredentials,
+    CookieOptions,
     Endpoints,
     RetryPolicy,
     Timeouts,
 )
-from ._corpauth import ApiClientDependency, BearerTokenDependency, CorpAuth
+from ._corpauth import (
+    ApiClientDependency,
+    BearerTokenDependency,
+    CorpAuth,
+    CurrentUserDependency,
+    OptionalUserDependency,
+)
 from ._errors import (
+    AuthorizationDenied,
+    CallbackInvalid,
     ConfigurationError,
     CorpAuthError,
     CredentialsRejected,
+    IssuerMismatch,
+    LoginError,
     MalformedTokenResponse,
+    NotAuthenticated,
+    StateError,
     TokenEndpointUnavailable,
     TokenError,
 )
 from ._fastapi import corpauth_exception_handler
+from ._memory_store import MemorySessionStore
+from ._sessions import SignedInUser
 from ._settings import CorpAuthSettings
+from ._store import SessionStore, StoreUnavailable
 from ._token import Token
 from ._token_service import TokenService
 
@@ -25,17 +41,30 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ApiClientDependency",
+    "AuthorizationDenied",
     "BearerTokenDependency",
     "CachePolicy",
+    "CallbackInvalid",
     "ClientCredentials",
     "ConfigurationError",
+    "CookieOptions",
     "CorpAuth",
     "CorpAuthError",
     "CorpAuthSettings",
     "CredentialsRejected",
+    "CurrentUserDependency",
     "Endpoints",
+    "IssuerMismatch",
+    "LoginError",
     "MalformedTokenResponse",
+    "MemorySessionStore",
+    "NotAuthenticated",
+    "OptionalUserDependency",
     "RetryPolicy",
+    "SessionStore",
+    "SignedInUser",
+    "StateError",
+    "StoreUnavailable",
     "Timeouts",
     "Token",
     "TokenEndpointUnavailable",

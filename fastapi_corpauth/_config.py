@@ -15,6 +15,7 @@ __all__ = [
     "CachePolicy",
     "ClientAuthMethod",
     "ClientCredentials",
+    "CookieOptions",
     "Endpoints",
     "RetryPolicy",
     "Timeouts",
@@ -101,3 +102,21 @@ class CachePolicy:
     leeway: float = 30.0
     refresh_window: float = 60.0
     default_lifetime: float = 60.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class CookieOptions:
+    """The session cookie's attributes.
+
+    ``secure=None`` means Secure on every request except plain-http localhost, so local
+    development works and production cannot forget the flag. The cookie is always
+    HttpOnly; SameSite is ``lax`` (the callback arrives by top-level navigation) or
+    ``strict``.
+    """
+
+    name: str = "corpauth_session"
+    path: str = "/"
+    domain: str | None = None
+    secure: bool | None = None
+    samesite: Literal["lax", "strict"] = "lax"
+    max_age: int = 8 * 3600

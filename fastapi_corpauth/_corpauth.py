@@ -9,21 +9,39 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.security.base import SecurityBase
 
 from ._auth import BankTokenAuth
-from ._errors import ConfigurationError, CorpAuthError
+from ._errors import ConfigurationError, CorpAuthError, NotAuthenticated
 from ._fastapi import http_exception
+from ._memory_store import MemorySessionStore
+from ._router import build_router, is_loopback, login_url
+from ._sessions import SessionManager, SignedInUser
 from ._settings import CorpAuthSettings
+from ._signing import CookieSigner
+from ._store import SessionStore
 from ._token import Token
 from ._token_service import Clock, TokenService
 
-__all__ = ["ApiClientDependency", "BearerTokenDependency", "CorpAuth"]
+__all__ = [
+    "ApiClientDependency",
+    "BearerTokenDependency",
+    "CorpAuth",
+    "CurrentUserDependency",
+    "OptionalUserDependency",
+]
+
+#: itsdangerous salt for the session cookie; other purposes get other salts.
+SESSION_SALT = "fastapi_corpauth.session"
 
 
 @dataclass(frozen=True)
 class _Running:
     tokens: TokenService
     api_client: httpx.AsyncClient
+    auth_http: httpx.AsyncClient
 
 
 class CorpAuth:
@@ -51,17 +69,43 @@ class CorpAuth:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         api_transport: httpx.AsyncBaseTransport | None = None,
+        session_store: SessionStore | None = None,
         clock: Clock = time.time,
     ) -> None:
         self.settings = settings
+        self.endpoints = settings.endpoints()
         self._transport = transport
         self._api_transport = api_transport or transport
         self._clock = clock
         self._running: _Running | None = None
+        self._cookie = settings.cookie_options()
+        self._signer = (
+            CookieSigner(
+                secret_keys=settings.session_secret,
+                salt=SESSION_SALT,
+                max_age=settings.session_max_age,
+                clock=clock,
+            )
+            if settings.session_secret
+            else None
+        )
+        store = session_store or MemorySessionStore(
+            max_entries=settings.session_store_max_entries, clock=clock
+        )
+        #: Pending sign-ins and signed-in sessions.
+        self.sessions = SessionManager(
+            store=store,
+            session_max_age=settings.session_max_age,
+            state_max_age=settings.state_max_age,
+            clock=clock,
+        )
+        self._router: APIRouter | None = None
         #: Dependency injecting the bank access token string.
         self.bearer_token = BearerTokenDependency(self)
         #: Dependency injecting an ``httpx.AsyncClient`` for the bank API that carries the token.
         self.api_client = ApiClientDependency(self)
+        self._current_user = CurrentUserDependency(self)
+        self._optional_user = OptionalUserDependency(self)
 
     def __repr__(self) -> str:
         return (
@@ -105,12 +149,13 @@ class CorpAuth:
                 timeout=timeout,
                 trust_env=False,
             ) as api_client:
-                self._running = _Running(tokens=tokens, api_client=api_client)
+                self._running = _Running(tokens=tokens, api_client=api_client, auth_http=auth_http)
                 try:
                     yield
                 finally:
                     self._running = None
                     await tokens.aclose()
+                    await self.sessions.store.aclose()
 
     @property
     def tokens(self) -> TokenService:
@@ -124,6 +169,82 @@ class CorpAuth:
     async def get_token(self) -> Token:
         """Return a valid bank token; see ``TokenService.get_token`` for what it raises."""
         return await self.tokens.get_token()
+
+    @property
+    def router(self) -> APIRouter:
+        """The sign-in routes (``/login``, ``/callback``, ``/logout``) to include in the app.
+
+        Raises:
+            ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
+        """
+        self._require_signer()
+        if self._router is None:
+            self._router = build_router(self)
+        return self._router
+
+    @property
+    def current_user(self) -> CurrentUserDependency:
+        """``Depends(corpauth.current_user)``: the signed-in customer, or 401.
+
+        Raises:
+            ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
+        """
+        self._require_signer()
+        return self._current_user
+
+    @property
+    def optional_user(self) -> OptionalUserDependency:
+        """``Depends(corpauth.optional_user)``: the signed-in customer, or None."""
+        self._require_signer()
+        return self._optional_user
+
+    @property
+    def auth_http(self) -> httpx.AsyncClient:
+        """The HTTP client for the authorization server (open while the lifespan runs)."""
+        return self._require_running().auth_http
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def browser_id(self, request: Request) -> str | None:
+        """The verified session id from the request's cookie, or None."""
+        signer = self._require_signer()
+        return signer.load(request.cookies.get(self._cookie.name))
+
+    def set_session_cookie(self, request: Request, response: Response, session_id: str) -> None:
+        response.set_cookie(
+            self._cookie.name,
+            self._require_signer().sign(session_id),
+            max_age=self._cookie.max_age,
+            path=self._cookie.path,
+            domain=self._cookie.domain,
+            secure=self._cookie_secure(request),
+            httponly=True,
+            samesite=self._cookie.samesite,
+        )
+
+    def clear_session_cookie(self, request: Request, response: Response) -> None:
+        response.delete_cookie(
+            self._cookie.name,
+            path=self._cookie.path,
+            domain=self._cookie.domain,
+            secure=self._cookie_secure(request),
+            httponly=True,
+            samesite=self._cookie.samesite,
+        )
+
+    def _cookie_secure(self, request: Request) -> bool:
+        if self._cookie.secure is not None:
+            return self._cookie.secure
+        return not (request.url.scheme == "http" and is_loopback(request.url.hostname))
+
+    def _require_signer(self) -> CookieSigner:
+        if self._signer is None:
+            raise ConfigurationError(
+                "browser sign-in needs CORPAUTH_SESSION_SECRET (one or more signing keys)",
+                variables=("CORPAUTH_SESSION_SECRET",),
+            )
+        return self._signer
 
     def _require_running(self) -> _Running:
         if self._running is None:
@@ -171,3 +292,56 @@ class ApiClientDependency:
             yield client
         except CorpAuthError as exc:
             raise http_exception(exc) from exc
+
+
+class _SessionCookieScheme(SecurityBase):
+    """The session cookie as a ``fastapi.security`` scheme (an API key in a cookie).
+
+    It is a credential the caller presents, so it shows up in ``/docs``; the outbound
+    bank token, by contrast, never does.
+    """
+
+    def __init__(self, corpauth: CorpAuth) -> None:
+        self._corpauth = corpauth
+        self.model = APIKey(
+            **{"in": APIKeyIn.cookie},
+            name=corpauth.settings.session_cookie,
+            description="Signed session cookie set by the sign-in router.",
+        )
+        self.scheme_name = "CorpAuthSession"
+
+    async def _load(self, request: Request) -> SignedInUser | None:
+        corpauth = self._corpauth
+        return await corpauth.sessions.load_user(corpauth.browser_id(request))
+
+
+class CurrentUserDependency(_SessionCookieScheme):
+    """``Depends(corpauth.current_user)``: the customer signed in with this browser.
+
+    Without a valid session it answers 401 ``not_authenticated``, or, when
+    ``login_redirect`` is on and a browser asks for HTML, redirects to ``/login``. An
+    expired token counts as signed out.
+    """
+
+    async def __call__(self, request: Request) -> SignedInUser:
+        user = await self._load(request)
+        if user is not None:
+            return user
+        if (
+            self._corpauth.settings.login_redirect
+            and request.method == "GET"
+            and "text/html" in request.headers.get("accept", "")
+        ):
+            target = login_url(request, request.url.path)
+            if target is not None:
+                raise HTTPException(
+                    status_code=303, headers={"Location": target, "Cache-Control": "no-store"}
+                )
+        raise http_exception(NotAuthenticated("sign in with the bank first"))
+
+
+class OptionalUserDependency(_SessionCookieScheme):
+    """``Depends(corpauth.optional_user)``: the signed-in customer, or None."""
+
+    async def __call__(self, request: Request) -> SignedInUser | None:
+        return await self._load(request)

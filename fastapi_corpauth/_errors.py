@@ -6,10 +6,16 @@ down when they need to::
 
     CorpAuthError
     ├── ConfigurationError          a setting is missing or invalid
-    └── TokenError                  the client_credentials token could not be had
-        ├── TokenEndpointUnavailable    network error, timeout, 5xx or 429
-        ├── CredentialsRejected         the bank refused client_id/client_secret
-        └── MalformedTokenResponse      the bank answered something that is not a token
+    ├── TokenError                  a token could not be had from the token endpoint
+    │   ├── TokenEndpointUnavailable    network error, timeout, 5xx or 429
+    │   ├── CredentialsRejected         the bank refused client_id/client_secret (or a code)
+    │   └── MalformedTokenResponse      the bank answered something that is not a token
+    ├── LoginError                  a browser sign-in could not be completed
+    │   ├── StateError                  state missing, unknown, reused, expired or foreign
+    │   ├── IssuerMismatch              the callback's iss names another server (RFC 9207)
+    │   ├── AuthorizationDenied         the server sent an error (e.g. access_denied)
+    │   └── CallbackInvalid             the callback's parameters are unusable
+    └── NotAuthenticated            no signed-in session for this request
 
 Messages never contain a secret or a token: they are safe to log and to show.
 Each error carries a stable ``code`` that the FastAPI edge returns to clients.
@@ -17,11 +23,19 @@ Each error carries a stable ``code`` that the FastAPI edge returns to clients.
 
 from __future__ import annotations
 
+from typing import Literal
+
 __all__ = [
+    "AuthorizationDenied",
+    "CallbackInvalid",
     "ConfigurationError",
     "CorpAuthError",
     "CredentialsRejected",
+    "IssuerMismatch",
+    "LoginError",
     "MalformedTokenResponse",
+    "NotAuthenticated",
+    "StateError",
     "TokenEndpointUnavailable",
     "TokenError",
 ]
@@ -107,3 +121,60 @@ class MalformedTokenResponse(TokenError):
     """The token endpoint answered, but not with a usable token (HTML, truncated JSON...)."""
 
     code = "token_response_malformed"
+
+
+class LoginError(CorpAuthError):
+    """A browser sign-in could not be completed; no session was created."""
+
+    code = "login_failed"
+
+
+StateProblem = Literal["missing", "unknown", "reused", "expired", "mismatch"]
+
+
+class StateError(LoginError):
+    """The callback's ``state`` cannot be trusted (RFC 6749 §10.12 login CSRF defence).
+
+    ``problem`` says which: ``missing`` (no state sent), ``unknown`` (never issued here),
+    ``reused`` (already completed), ``expired`` (older than the state lifetime) or
+    ``mismatch`` (issued to another browser). ``code`` is ``state_<problem>``.
+    """
+
+    def __init__(self, message: str, *, problem: StateProblem) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.code = f"state_{problem}"
+
+
+class IssuerMismatch(LoginError):
+    """The callback's ``iss`` names another server or realm (RFC 9207 mix-up defence)."""
+
+    code = "issuer_mismatch"
+
+
+class AuthorizationDenied(LoginError):
+    """The authorization server answered the sign-in with an error, e.g. ``access_denied``.
+
+    ``error`` and ``error_description`` are the server's, sanitised to printable ASCII.
+    """
+
+    code = "authorization_denied"
+
+    def __init__(
+        self, message: str, *, error: str | None, error_description: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.error_description = error_description
+
+
+class CallbackInvalid(LoginError):
+    """The callback's parameters are missing, malformed or not a Bearer token."""
+
+    code = "callback_invalid"
+
+
+class NotAuthenticated(CorpAuthError):
+    """The request has no signed-in session (none, expired, or its token expired)."""
+
+    code = "not_authenticated"

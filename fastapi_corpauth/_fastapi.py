@@ -18,6 +18,7 @@ from ._errors import (
     CorpAuthError,
     CredentialsRejected,
     MalformedTokenResponse,
+    NotAuthenticated,
     TokenEndpointUnavailable,
 )
 
@@ -55,6 +56,8 @@ def error_response(exc: CorpAuthError) -> ErrorResponse:
         return ErrorResponse(
             502, exc.code, "The bank's authorization server answered unexpectedly.", headers
         )
+    if isinstance(exc, NotAuthenticated):
+        return ErrorResponse(401, exc.code, "Sign in with the bank first.", headers)
     if isinstance(exc, ConfigurationError):
         return ErrorResponse(
             503, exc.code, "Bank authentication is not configured or not started.", headers

@@ -28,6 +28,7 @@ from ._errors import (
 from ._token import Token
 
 __all__ = [
+    "authorization_code_request",
     "backoff_delay",
     "basic_authorization",
     "client_credentials_request",
@@ -68,6 +69,29 @@ def basic_authorization(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
 
 
+def authorization_code_request(
+    *,
+    token_url: str,
+    credentials: ClientCredentials,
+    code: str,
+    redirect_uri: str,
+    code_verifier: str | None,
+) -> httpx.Request:
+    """Build the code exchange (RFC 6749 §4.1.3, RFC 7636 §4.5) with client authentication.
+
+    This is the real protocol step behind the bank's documented "step 3" for web
+    applications: ``grant_type=authorization_code``, not ``client_credentials``.
+    """
+    form: dict[str, str] = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": redirect_uri,
+    }
+    if code_verifier:
+        form["code_verifier"] = code_verifier
+    return _token_request(token_url, credentials, form)
+
+
 def client_credentials_request(
     *, token_url: str, credentials: ClientCredentials, scope: str | None
 ) -> httpx.Request:
@@ -80,6 +104,12 @@ def client_credentials_request(
     form: dict[str, str] = {"grant_type": "client_credentials"}
     if scope:
         form["scope"] = scope
+    return _token_request(token_url, credentials, form)
+
+
+def _token_request(
+    token_url: str, credentials: ClientCredentials, form: dict[str, str]
+) -> httpx.Request:
     headers = {"Accept": "application/json"}
     secret = credentials.client_secret.get_secret_value()
     if credentials.auth_method == "client_secret_post":

@@ -7,16 +7,17 @@ into the small value objects of ``_config`` that the rest of the package takes.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._config import (
     CachePolicy,
     ClientAuthMethod,
     ClientCredentials,
+    CookieOptions,
     Endpoints,
     RetryPolicy,
     Timeouts,
@@ -82,16 +83,61 @@ class CorpAuthSettings(BaseSettings):
     token_backoff_max: float = Field(default=5.0, ge=0)
     token_cooldown: float = Field(default=5.0, ge=0)
 
+    # Browser sign-in (the login router and current_user)
+    redirect_uri: str | None = Field(
+        default=None, description="Absolute callback URL; derived from the request if unset."
+    )
+    response_type: Literal["token", "code"] = "token"
+    response_mode: Literal["fragment", "form_post", "query"] | None = None
+    locale: Literal["en", "ka"] = "en"
+    session_secret: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        default=(), description="Signing keys, comma-separated, oldest first; newest signs."
+    )
+    session_max_age: int = Field(default=8 * 3600, gt=0)
+    session_cookie: str = Field(default="corpauth_session", pattern=r"^[A-Za-z0-9_.\-]+$")
+    cookie_path: str = Field(default="/", pattern=r"^/")
+    cookie_domain: str | None = None
+    cookie_secure: bool | None = Field(
+        default=None, description="None: Secure except on plain-http localhost."
+    )
+    cookie_samesite: Literal["lax", "strict"] = "lax"
+    state_max_age: int = Field(default=600, gt=0, le=3600)
+    session_store_max_entries: int = Field(default=10_000, gt=0)
+    post_login_url: str = Field(default="/", pattern=r"^/")
+    post_logout_url: str = Field(default="/", pattern=r"^/")
+    logout_at_provider: bool = False
+    login_redirect: bool = Field(
+        default=False, description="Send browsers asking for HTML to /login instead of a 401."
+    )
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise _configuration_error(exc) from exc
 
-    @field_validator("issuer", "authorize_url", "token_url", "logout_url", "api_base_url")
+    @field_validator(
+        "issuer", "authorize_url", "token_url", "logout_url", "api_base_url", "redirect_uri"
+    )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+    @field_validator("session_secret", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        if isinstance(value, SecretStr):
+            return (value,)
+        return value
+
+    @field_validator("session_secret")
+    @classmethod
+    def _key_length(cls, value: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        if any(len(key.get_secret_value()) < 16 for key in value):
+            raise ValueError("each key must be at least 16 characters long")
+        return value
 
     @field_validator("client_secret")
     @classmethod
@@ -124,6 +170,16 @@ class CorpAuthSettings(BaseSettings):
             backoff_base=self.token_backoff_base,
             backoff_max=self.token_backoff_max,
             cooldown=self.token_cooldown,
+        )
+
+    def cookie_options(self) -> CookieOptions:
+        return CookieOptions(
+            name=self.session_cookie,
+            path=self.cookie_path,
+            domain=self.cookie_domain,
+            secure=self.cookie_secure,
+            samesite=self.cookie_samesite,
+            max_age=self.session_max_age,
         )
 
     def cache_policy(self) -> CachePolicy:

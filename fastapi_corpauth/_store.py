@@ -10,14 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
+from ._errors import CorpAuthError
+
 __all__ = ["SessionStore", "StoreUnavailable"]
 
 #: A stored record: JSON-compatible values only (str, int, float, bool, None, list, dict).
 Record = Mapping[str, Any]
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(CorpAuthError):
     """The store could not be reached; callers treat the browser as signed out."""
+
+    code = "session_store_unavailable"
 
 
 @runtime_checkable

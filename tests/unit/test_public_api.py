@@ -7,6 +7,19 @@ from pathlib import Path
 import fastapi_corpauth
 
 EXPECTED = {
+    "AuthorizationDenied",
+    "CallbackInvalid",
+    "CookieOptions",
+    "CurrentUserDependency",
+    "IssuerMismatch",
+    "LoginError",
+    "MemorySessionStore",
+    "NotAuthenticated",
+    "OptionalUserDependency",
+    "SessionStore",
+    "SignedInUser",
+    "StateError",
+    "StoreUnavailable",
     "ApiClientDependency",
     "BearerTokenDependency",
     "CachePolicy",
