@@ -1,22 +1,25 @@
-"""Example application: a corporate customer's accounts from the bank API.
+"""Example application: a corporate customer signs in with the bank and sees accounts.
 
 Run ``./scripts/run-example``. With no ``CORPAUTH_*`` variables set, the app mounts the
 package's development authorization server under ``/idp`` on the same origin and talks
-to it over HTTP, exactly as it would to the bank. With ``CORPAUTH_CLIENT_ID``,
-``CORPAUTH_CLIENT_SECRET`` and ``CORPAUTH_ISSUER`` set, it talks to that Keycloak.
+to it over HTTP, exactly as it would to the bank (sign in as ``demo`` / ``demo``). With
+``CORPAUTH_CLIENT_ID``, ``CORPAUTH_CLIENT_SECRET``, ``CORPAUTH_ISSUER`` and
+``CORPAUTH_SESSION_SECRET`` set, it talks to that Keycloak instead.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
 
-from fastapi_corpauth import CorpAuth, CorpAuthSettings
+from fastapi_corpauth import CorpAuth, CorpAuthSettings, SignedInUser
 from fastapi_corpauth.devserver import DevClient, create_devserver
 
 DEV_CLIENT_ID = "corp-app"
@@ -35,6 +38,9 @@ def load_settings(environ: dict[str, str] | None = None) -> tuple[CorpAuthSettin
             client_secret=DEV_CLIENT_SECRET,
             issuer=f"{public_url}/idp/realms/bog",
             api_base_url=f"{public_url}/idp/api",
+            # A fresh key per start: development sessions end when the server restarts.
+            session_secret=environ.get("CORPAUTH_SESSION_SECRET") or secrets.token_urlsafe(32),
+            login_redirect=True,
         ),
         True,
     )
@@ -59,23 +65,43 @@ def create_app(
             ),
         )
 
+    app.include_router(corpauth.router, prefix="/auth")
+
     @app.get("/", response_class=HTMLResponse)
-    async def home() -> str:
-        return page(
-            "Business accounts",
-            '<p><a href="/accounts">Show the company\'s accounts</a></p>',
-        )
+    async def home(user: SignedInUser | None = Depends(corpauth.optional_user)) -> str:
+        if user is None:
+            body = (
+                "<p>You are not signed in.</p>"
+                '<p><a id="sign-in" class="button" href="/auth/login?next=/">'
+                "Sign in with the bank</a> "
+                '<a id="sign-in-ka" class="button" href="/auth/login?lang=ka&amp;next=/">'
+                "ბანკით შესვლა</a></p>"
+            )
+        else:
+            expires = datetime.fromtimestamp(user.expires_at, UTC).strftime("%H:%M:%S UTC")
+            body = (
+                f'<p>Signed in as <strong id="who">{html.escape(user.display_name or "?")}'
+                f"</strong> (session valid until {expires}).</p>"
+                '<p><a id="accounts" href="/accounts">Show the company\'s accounts</a></p>'
+                '<form method="post" action="/auth/logout">'
+                '<button id="sign-out" type="submit">Sign out</button></form>'
+            )
+        return page("Business accounts", body)
 
     @app.get("/accounts", response_class=HTMLResponse)
-    async def accounts(bank: httpx.AsyncClient = Depends(corpauth.api_client)) -> str:
+    async def accounts(
+        user: SignedInUser = Depends(corpauth.current_user),
+        bank: httpx.AsyncClient = Depends(corpauth.api_client),
+    ) -> str:
         response = await bank.get("accounts")
         if response.status_code != 200:
             return page("Accounts", f"<p>The bank answered HTTP {response.status_code}.</p>")
         rows = "".join(account_row(account) for account in response.json()["accounts"])
         return page(
             "Accounts",
-            "<table><tr><th>IBAN</th><th>Holder</th><th>Currency</th><th>Balance</th></tr>"
-            f"{rows}</table>",
+            '<p><a href="/">Home</a></p>'
+            '<table id="accounts-table"><tr><th>IBAN</th><th>Holder</th><th>Currency</th>'
+            f"<th>Balance</th></tr>{rows}</table>",
         )
 
     @app.get("/api/accounts")

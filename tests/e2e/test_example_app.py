@@ -15,9 +15,12 @@ def test_example_app_shows_accounts_out_of_the_box() -> None:
     base = f"http://127.0.0.1:{port}"
     args = ["-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     with running(args, ready_url=base + "/", env={"EXAMPLE_PUBLIC_URL": base}):
-        response = httpx.get(base + "/accounts", timeout=10)
+        response = httpx.get(base + "/api/accounts", timeout=10)
         assert response.status_code == 200
         assert "GE28BG0000000101904917" in response.text
+        page = httpx.get(base + "/accounts", headers={"Accept": "text/html"}, timeout=10)
+        assert page.status_code == 303
+        assert page.headers["location"] == base + "/auth/login?next=%2Faccounts"
         stats = httpx.get(base + "/idp/_dev/stats", timeout=10).json()
         assert stats["token_requests"] == 1
 
@@ -41,13 +44,14 @@ def test_example_app_talks_to_a_separate_keycloak() -> None:
         "CORPAUTH_CLIENT_SECRET": "Real0Secret",
         "CORPAUTH_ISSUER": f"{idp}/realms/bog",
         "CORPAUTH_API_BASE_URL": f"{idp}/api",
+        "CORPAUTH_SESSION_SECRET": "example-session-key-0123456789",
     }
     app = ["-m", "uvicorn", "example_app.main:app", "--port", str(app_port)]
     with (
         running(devserver, ready_url=idp + "/_dev/stats"),
         running(app, ready_url=base + "/", env=env),
     ):
-        response = httpx.get(base + "/accounts", timeout=10)
+        response = httpx.get(base + "/api/accounts", timeout=10)
         assert response.status_code == 200
         assert "GE28BG0000000101904917" in response.text
         assert httpx.get(base + "/idp/_dev/stats").status_code == 404  # no embedded server
