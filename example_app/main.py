@@ -41,6 +41,7 @@ def load_settings(environ: dict[str, str] | None = None) -> tuple[CorpAuthSettin
             # A fresh key per start: development sessions end when the server restarts.
             session_secret=environ.get("CORPAUTH_SESSION_SECRET") or secrets.token_urlsafe(32),
             login_redirect=True,
+            logout_at_provider=True,
         ),
         True,
     )

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from ._app import DEFAULT_CLIENTS, create_devserver
 from ._flavours import FLAVOURS
 from ._state import DevClient
+from ._users import DEFAULT_USERS, DevUser
 
 
 def _client(spec: str) -> DevClient:
@@ -20,6 +21,19 @@ def _client(spec: str) -> DevClient:
     if not colon or not client_id:
         raise argparse.ArgumentTypeError("expected CLIENT_ID:SECRET")
     return DevClient(client_id=client_id, client_secret=client_secret)
+
+
+def _public_client(client_id: str) -> DevClient:
+    if not client_id:
+        raise argparse.ArgumentTypeError("expected CLIENT_ID")
+    return DevClient(client_id=client_id, public=True)
+
+
+def _user(spec: str) -> DevUser:
+    username, colon, password = spec.partition(":")
+    if not colon or not username:
+        raise argparse.ArgumentTypeError("expected USERNAME:PASSWORD")
+    return DevUser(username=username, password=password, name=username)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +56,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="register a confidential client (repeatable; default corp-app:dev-secret)",
     )
     parser.add_argument(
+        "--public-client",
+        dest="public_clients",
+        type=_public_client,
+        action="append",
+        default=[],
+        metavar="CLIENT_ID",
+        help="register a public client for browser sign-in without a secret (repeatable)",
+    )
+    parser.add_argument(
+        "--user",
+        dest="users",
+        type=_user,
+        action="append",
+        metavar="USERNAME:PASSWORD",
+        help="register a dev user for the sign-in page (repeatable; default demo:demo)",
+    )
+    parser.add_argument("--implicit-token-lifetime", type=float, default=900.0, metavar="SECONDS")
+    parser.add_argument(
         "--path-prefix",
         default="",
         help="serve under a prefix such as /auth, like Keycloak <= 16 (default: none)",
@@ -55,7 +87,9 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         realm=args.realm,
         flavour=args.flavour,
         token_lifetime=args.token_lifetime,
-        clients=args.clients or DEFAULT_CLIENTS,
+        clients=[*(args.clients or DEFAULT_CLIENTS), *args.public_clients],
+        users=args.users or DEFAULT_USERS,
+        implicit_token_lifetime=args.implicit_token_lifetime,
     )
     prefix = args.path_prefix.rstrip("/")
     if not prefix:

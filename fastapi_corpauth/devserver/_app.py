@@ -1,5 +1,6 @@
 """The devserver's HTTP surface: Keycloak's discovery and token endpoints, a sample bank API
-and ``/_dev`` controls for tests that run the server in another process.
+and ``/_dev`` controls for tests that run the server in another process. The browser
+endpoints (authorization, sign-in, userinfo, logout) live in ``_login``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._authorize import pkce_matches
 from ._basic import ClientAuthParseError, parse_basic_credentials
 from ._flavours import FLAVOURS, Flavour
+from ._http import NO_STORE, bearer_token, issuer_url, oauth_error, parse_form, realm_not_found
+from ._login import add_browser_routes
 from ._state import (
     DEFAULT_ACCOUNTS,
     DevClient,
@@ -28,6 +31,7 @@ from ._state import (
     SampleAccount,
     new_signing_key,
 )
+from ._users import DEFAULT_USERS, DevUser
 
 __all__ = ["DEFAULT_CLIENTS", "create_devserver"]
 
@@ -35,7 +39,6 @@ DEFAULT_CLIENTS: tuple[DevClient, ...] = (
     DevClient(client_id="corp-app", client_secret="dev-secret"),
 )
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _UNEXPECTED_AUTH_ERROR = "Unexpected error when authenticating client"
 
 
@@ -53,17 +56,13 @@ class GrantContext:
 GrantHandler = Callable[[GrantContext], Response]
 
 
-def oauth_error(status: int, error: str, description: str | None = None) -> JSONResponse:
-    """A token-endpoint error as Keycloak sends it: JSON, no-store, no WWW-Authenticate."""
-    body = {"error": error}
-    if description is not None:
-        body["error_description"] = description
-    return JSONResponse(body, status_code=status, headers=_NO_STORE)
-
-
 def _client_credentials_grant(context: GrantContext) -> Response:
     """RFC 6749 §4.4 as Keycloak implements it; ``code`` and ``redirect_uri`` are ignored."""
     state, flavour = context.state, context.state.flavour
+    if context.client.public:
+        return oauth_error(
+            401, "unauthorized_client", "Public client not allowed to retrieve service account"
+        )
     if not context.client.service_accounts_enabled:
         return oauth_error(
             flavour.service_account_disabled_status,
@@ -89,29 +88,63 @@ def _client_credentials_grant(context: GrantContext) -> Response:
     if issued.session_state is not None:
         body["session_state"] = issued.session_state
     body["scope"] = issued.scope
-    return JSONResponse(body, headers=_NO_STORE)
+    return JSONResponse(body, headers=NO_STORE)
 
 
-#: The grants the token endpoint understands. Add ``authorization_code`` (with PKCE) and
-#: ``refresh_token`` here; discovery advertises whatever this table holds.
+def _authorization_code_grant(context: GrantContext) -> Response:
+    """RFC 6749 §4.1.3 with PKCE (RFC 7636), in Keycloak's order of checks.
+
+    The code is consumed before any check, so a failed exchange cannot be retried.
+    """
+    state, flavour, form = context.state, context.state.flavour, context.form
+    code = form.get("code")
+    if code is None:
+        return oauth_error(400, "invalid_request", "Missing parameter: code")
+    issued_code = state.codes.pop(code)
+    if issued_code is None:
+        return oauth_error(400, "invalid_grant", "Code not valid")
+    auth = issued_code.request
+    if auth.client_id != context.client.client_id:
+        return oauth_error(400, "invalid_grant", "Auth error")
+    if state.sso_sessions.get(issued_code.session.session_id) is None:
+        return oauth_error(400, "invalid_grant", "Session not active")
+    if auth.redirect_uri_param is not None and form.get("redirect_uri") != auth.redirect_uri_param:
+        return oauth_error(400, "invalid_grant", "Incorrect redirect_uri")
+    if auth.code_challenge is not None:
+        verifier = form.get("code_verifier")
+        if verifier is None:
+            return oauth_error(400, "invalid_grant", "PKCE code verifier not specified")
+        if not pkce_matches(verifier, auth.code_challenge):
+            return oauth_error(400, "invalid_grant", "PKCE verification failed: Code mismatch")
+    issued = state.issue_user_tokens(
+        client=context.client,
+        session=issued_code.session,
+        requested_scope=auth.scope,
+        issuer=auth.issuer,
+        implicit=False,
+        nonce=auth.nonce,
+    )
+    # Keycloak's AccessTokenResponse field order.
+    body: dict[str, Any] = {"access_token": issued.access_token}
+    if flavour.include_expires_in:
+        body["expires_in"] = issued.expires_in
+    body["refresh_expires_in"] = issued.refresh_expires_in
+    body["refresh_token"] = issued.refresh_token
+    body["token_type"] = flavour.token_type
+    if issued.id_token is not None:
+        body["id_token"] = issued.id_token
+    body["not-before-policy"] = state.not_before_policy
+    body["session_state"] = issued.session_state
+    body["scope"] = issued.scope
+    return JSONResponse(body, headers=NO_STORE)
+
+
+#: The grants the token endpoint understands; discovery advertises whatever it holds.
+#: ``refresh_token`` is not implemented yet.
 GRANT_HANDLERS: Mapping[str, GrantHandler] = {
+    "authorization_code": _authorization_code_grant,
     "client_credentials": _client_credentials_grant,
 }
-
-
-def parse_token_form(body: bytes, content_type: str | None) -> dict[str, str]:
-    """Form fields of a token request, first value winning like JAX-RS ``getFirst``.
-
-    A body that is not form-encoded has no fields, which makes Keycloak answer "Missing
-    form parameter: grant_type", as it does for a JSON body.
-    """
-    if not (content_type or "").lower().startswith("application/x-www-form-urlencoded"):
-        return {}
-    fields: dict[str, str] = {}
-    text = body.decode("utf-8", errors="replace")
-    for name, value in parse_qsl(text, keep_blank_values=True, errors="replace"):
-        fields.setdefault(name, value)
-    return fields
 
 
 def authenticate_client(
@@ -148,6 +181,9 @@ def authenticate_client(
             flavour.unknown_client_error,
             flavour.unknown_client_description,
         )
+    if client.public:
+        # Keycloak's public clients authenticate by client_id alone; a secret is ignored.
+        return client
     if client_secret is None:
         return oauth_error(
             flavour.missing_secret_status,
@@ -193,21 +229,6 @@ def fault_response(fault: FaultPlan) -> Response:
     return PlainTextResponse("upstream connect error", status_code=status, headers=headers)
 
 
-def realm_not_found() -> JSONResponse:
-    """Keycloak's answer for any path under an unknown realm."""
-    return JSONResponse({"error": "Realm does not exist"}, status_code=404)
-
-
-def issuer_url(request: Request, realm: str) -> str:
-    """``{base}/realms/{realm}`` including the mount prefix, as a proxied Keycloak reports it.
-
-    ``request.base_url`` is the top-level app's root, so a devserver mounted at ``/idp``
-    would report the wrong issuer; the scope's ``root_path`` includes the mount.
-    """
-    root_path = str(request.scope.get("root_path", "")).rstrip("/")
-    return f"{request.url.scheme}://{request.url.netloc}{root_path}/realms/{realm}"
-
-
 def discovery_document(state: DevServerState, issuer: str) -> dict[str, Any]:
     """The subset of Keycloak's OpenID configuration a client of this realm relies on."""
     oidc = f"{issuer}/protocol/openid-connect"
@@ -215,6 +236,7 @@ def discovery_document(state: DevServerState, issuer: str) -> dict[str, Any]:
         "issuer": issuer,
         "authorization_endpoint": f"{oidc}/auth",
         "token_endpoint": f"{oidc}/token",
+        "userinfo_endpoint": f"{oidc}/userinfo",
         "end_session_endpoint": f"{oidc}/logout",
         "revocation_endpoint": f"{oidc}/revoke",
         "grant_types_supported": list(GRANT_HANDLERS),
@@ -240,14 +262,6 @@ class FaultConfig(BaseModel):
     count: int | None = Field(default=None, ge=1)
 
 
-def _bearer_token(authorization: str | None) -> str | None:
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.strip().partition(" ")
-    token = token.strip()
-    return token if scheme.lower() == "bearer" and token else None
-
-
 def create_devserver(
     *,
     realm: str = "bog",
@@ -257,12 +271,16 @@ def create_devserver(
     clock: Callable[[], float] = time.time,
     signing_key: bytes | None = None,
     accounts: Sequence[SampleAccount] = DEFAULT_ACCOUNTS,
+    users: Sequence[DevUser] = DEFAULT_USERS,
+    implicit_token_lifetime: float = 900.0,
 ) -> FastAPI:
     """Build a Keycloak-compatible authorization server plus a sample protected bank API.
 
     ``flavour`` names an entry of :data:`FLAVOURS` or is a custom :class:`Flavour`.
     ``clock`` decides token issue and expiry times, so tests can expire tokens instantly.
     A fresh random ``signing_key`` makes tokens from any other devserver foreign.
+    ``users`` may sign in on the login page (default ``demo``/``demo``); implicit-flow
+    tokens live ``implicit_token_lifetime`` seconds, code-flow ones ``token_lifetime``.
     """
     resolved_flavour = FLAVOURS[flavour] if isinstance(flavour, str) else flavour
     state = DevServerState(
@@ -273,6 +291,8 @@ def create_devserver(
         clock=clock,
         signing_key=new_signing_key() if signing_key is None else signing_key,
         accounts=accounts,
+        users=users,
+        implicit_token_lifetime=implicit_token_lifetime,
     )
     app = FastAPI(
         title=f"fastapi-corpauth devserver ({resolved_flavour.name})",
@@ -298,7 +318,7 @@ def create_devserver(
             return fault_response(fault)
         if realm_name != state.realm:
             return realm_not_found()
-        form = parse_token_form(await request.body(), request.headers.get("content-type"))
+        form = parse_form(await request.body(), request.headers.get("content-type"))
         grant_type = form.get("grant_type")
         if grant_type is None:
             return oauth_error(400, "invalid_request", "Missing form parameter: grant_type")
@@ -319,7 +339,7 @@ def create_devserver(
 
     def authorize_api_call(request: Request) -> Response | None:
         state.api_requests += 1
-        token = _bearer_token(request.headers.get("authorization"))
+        token = bearer_token(request.headers.get("authorization"))
         if token is None:
             challenge = f'Bearer realm="{state.realm}"'
         else:
@@ -332,6 +352,8 @@ def create_devserver(
             )
         state.api_rejections += 1
         return Response(status_code=401, headers={"WWW-Authenticate": challenge})
+
+    add_browser_routes(app, state)
 
     @app.get("/api/accounts")
     async def list_accounts(request: Request) -> Response:

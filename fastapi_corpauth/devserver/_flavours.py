@@ -1,9 +1,10 @@
 """Keycloak variants the devserver can imitate.
 
 Keycloak's token endpoint changed shape and error texts across versions (token_type case,
-refresh tokens on client_credentials, Basic decoding, error codes). A client that works
-against BOG must tolerate all of them, so the devserver reproduces each one exactly; the
-texts below are Keycloak's own (see the project's protocol notes, §2.4-2.6).
+refresh tokens on client_credentials, Basic decoding, error codes), and its authorization
+responses gained ``iss`` in KC 23. A client that works against BOG must tolerate all of
+them, so the devserver reproduces each one exactly; the texts below are Keycloak's own
+(see the project's protocol notes, §2.2 and §2.4-2.6).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ _CURRENT_CLIENT_FAILURE = "Invalid client or Invalid client credentials"
 
 @dataclass(frozen=True, kw_only=True)
 class Flavour:
-    """How one Keycloak variant answers the token endpoint.
+    """How one Keycloak variant answers the token and authorization endpoints.
 
     Every field is a behaviour observed on a real server version, so tests can pin the
     client's tolerance to each one separately.
@@ -49,26 +50,33 @@ class Flavour:
     scope_extra: tuple[str, ...] = ("profile", "email")
     #: KC >= 23 adds ``iss`` to authorization responses (RFC 9207).
     issue_iss: bool = True
+    #: Real Keycloak refuses ``response_mode=query`` with ``response_type=token``; True
+    #: returns the implicit result in the query string, as the bank's new docs describe.
+    implicit_query_allowed: bool = False
 
 
 _MODERN = Flavour(name="modern")
+_LEGACY = Flavour(
+    name="legacy",
+    token_type="bearer",
+    refresh_tokens=True,
+    basic_url_decode=False,
+    wrong_secret_description="Invalid client secret",
+    missing_secret_description="Client secret not provided in request",
+    unknown_client_status=400,
+    unknown_client_error="unauthorized_client",
+    unknown_client_description="Invalid client credentials",
+    scope_extra=(),
+    issue_iss=False,
+)
 
 FLAVOURS: Mapping[str, Flavour] = MappingProxyType(
     {
         "modern": _MODERN,
-        "legacy": Flavour(
-            name="legacy",
-            token_type="bearer",
-            refresh_tokens=True,
-            basic_url_decode=False,
-            wrong_secret_description="Invalid client secret",
-            missing_secret_description="Client secret not provided in request",
-            unknown_client_status=400,
-            unknown_client_error="unauthorized_client",
-            unknown_client_description="Invalid client credentials",
-            scope_extra=(),
-            issue_iss=False,
-        ),
+        "legacy": _LEGACY,
+        #: What the bank's new documentation describes: a legacy server that returns the
+        #: implicit token in the query string when ``response_mode=query`` is requested.
+        "bank-docs": replace(_LEGACY, name="bank-docs", implicit_query_allowed=True),
         "no-expires-in": replace(_MODERN, name="no-expires-in", include_expires_in=False),
         "invalid-client-400": replace(
             _MODERN,

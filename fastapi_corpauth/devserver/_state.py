@@ -1,4 +1,5 @@
-"""Mutable state of one devserver: clients, issued tokens, revocation, counters, faults.
+"""Mutable state of one devserver: clients, users, issued tokens, browser sessions,
+revocation, counters and faults.
 
 Everything that decides whether a token is valid lives here, behind an injectable clock,
 so tests can expire or revoke tokens deterministically without sleeping.
@@ -6,6 +7,8 @@ so tests can expire or revoke tokens deterministically without sleeping.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import itertools
 import secrets
 import uuid
@@ -15,10 +18,21 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from ._flavours import Flavour
-from ._jwt import InvalidJWT, sign_jwt, verify_jwt
+from ._jwt import InvalidJWT, b64url_encode, sign_jwt, verify_jwt
+from ._sessions import (
+    AuthorizationRequest,
+    ExpiringStore,
+    IssuedCode,
+    PendingLogout,
+    SsoSession,
+)
+from ._users import DEFAULT_USERS, DevUser
 
 __all__ = [
+    "CODE_LIFETIME",
     "DEFAULT_ACCOUNTS",
+    "LOGIN_TIMEOUT",
+    "SSO_SESSION_LIFETIME",
     "DevClient",
     "DevServerState",
     "FaultBodyKind",
@@ -32,19 +46,32 @@ __all__ = [
 FaultBodyKind = Literal["json-error", "html", "truncated", "not-json"]
 TokenRejection = Literal["Invalid token", "Token expired", "Stale token"]
 
+#: Seconds a sign-in page stays usable (Keycloak's "Login action timeout" is 5 minutes).
+LOGIN_TIMEOUT = 300.0
+#: Seconds an authorization code stays redeemable (Keycloak's default is one minute).
+CODE_LIFETIME = 60.0
+#: Seconds a dev SSO session lasts, and the refresh token's lifetime ("SSO Session Idle").
+SSO_SESSION_LIFETIME = 1800.0
+
 #: Past this many remembered tokens, expired ones are forgotten (their JWT ``exp`` suffices).
 _REGISTRY_PRUNE_THRESHOLD = 1024
 
 
 @dataclass(frozen=True, kw_only=True)
 class DevClient:
-    """A confidential client registered in the dev realm."""
+    """A client registered in the dev realm: confidential (with a secret) or public."""
 
     client_id: str
-    client_secret: str
+    client_secret: str = ""
     #: Keycloak refuses client_credentials unless the client's service account is enabled.
     service_accounts_enabled: bool = True
+    #: Exact redirect URIs for the browser flows. Empty: any http(s) URL on 127.0.0.1,
+    #: localhost or [::1] (any port) is accepted, for local development.
     redirect_uris: tuple[str, ...] = ()
+    #: Keycloak's "Implicit flow enabled"; False refuses ``response_type=token``.
+    implicit_enabled: bool = True
+    #: A public client has no secret and authenticates by the ``client_id`` form field.
+    public: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +169,7 @@ class IssuedTokens:
     refresh_token: str | None = None
     refresh_expires_in: int = 0
     session_state: str | None = None
+    id_token: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,16 +196,23 @@ class DevServerState:
         clock: Callable[[], float],
         signing_key: bytes,
         accounts: Sequence[SampleAccount],
+        users: Sequence[DevUser] = DEFAULT_USERS,
+        implicit_token_lifetime: float = 900.0,
     ) -> None:
-        if token_lifetime < 0:
-            raise ValueError("token_lifetime must not be negative")
+        if token_lifetime < 0 or implicit_token_lifetime < 0:
+            raise ValueError("token lifetimes must not be negative")
         client_ids = [client.client_id for client in clients]
         if len(set(client_ids)) != len(client_ids):
             raise ValueError("client ids must be unique")
+        usernames = [user.username for user in users]
+        if len(set(usernames)) != len(usernames):
+            raise ValueError("usernames must be unique")
         self.realm = realm
         self.clients: Mapping[str, DevClient] = {client.client_id: client for client in clients}
         self.flavour = flavour
         self.token_lifetime = token_lifetime
+        self.implicit_token_lifetime = implicit_token_lifetime
+        self.users: Mapping[str, DevUser] = {user.username: user for user in users}
         self.clock = clock
         self.accounts: Mapping[str, SampleAccount] = {a.account_id: a for a in accounts}
         self._signing_key = signing_key
@@ -192,6 +227,16 @@ class DevServerState:
         self.tokens_issued = 0
         self.api_requests = 0
         self.api_rejections = 0
+        self.authorize_requests = 0
+        self.logins = 0
+        self.login_failures = 0
+        self.logouts = 0
+        #: Sign-in pages waiting for credentials, by their ``session_code``.
+        self.pending_logins: ExpiringStore[AuthorizationRequest] = ExpiringStore(clock)
+        #: Signed-in browsers, by the id in their ``KEYCLOAK_SESSION`` cookie.
+        self.sso_sessions: ExpiringStore[SsoSession] = ExpiringStore(clock)
+        self.codes: ExpiringStore[IssuedCode] = ExpiringStore(clock)
+        self.pending_logouts: ExpiringStore[PendingLogout] = ExpiringStore(clock)
 
     @property
     def known_scopes(self) -> frozenset[str]:
@@ -204,6 +249,16 @@ class DevServerState:
         return " ".join(("corp", *self.flavour.scope_extra))
 
     @property
+    def login_scopes(self) -> frozenset[str]:
+        """Scopes a browser login may request: the client scopes plus ``openid``."""
+        return self.known_scopes | {"openid"}
+
+    def user_granted_scope(self, requested: str) -> str:
+        """The default client scopes, preceded by ``openid`` when it was requested."""
+        openid = ("openid",) if "openid" in requested.split() else ()
+        return " ".join((*openid, self.granted_scope))
+
+    @property
     def not_before_policy(self) -> int:
         """The ``not-before-policy`` response field: epoch seconds of the last push, or 0."""
         return int(self.not_before)
@@ -214,6 +269,10 @@ class DevServerState:
         self.tokens_issued = 0
         self.api_requests = 0
         self.api_rejections = 0
+        self.authorize_requests = 0
+        self.logins = 0
+        self.login_failures = 0
+        self.logouts = 0
 
     def stats(self) -> dict[str, Any]:
         """The counters as JSON, for ``GET /_dev/stats``."""
@@ -222,6 +281,10 @@ class DevServerState:
             "tokens_issued": self.tokens_issued,
             "api_requests": self.api_requests,
             "api_rejections": self.api_rejections,
+            "authorize_requests": self.authorize_requests,
+            "logins": self.logins,
+            "login_failures": self.login_failures,
+            "logouts": self.logouts,
             "not_before": self.not_before,
             "not_before_policy": self.not_before_policy,
         }
@@ -315,6 +378,117 @@ class DevServerState:
             session_state=session_state,
         )
 
+    def authenticate_user(self, username: str, password: str) -> DevUser | None:
+        """The dev user with these credentials, compared in constant time, else None."""
+        user = self.users.get(username)
+        expected = user.password if user is not None else secrets.token_urlsafe(16)
+        matches = hmac.compare_digest(password.encode(), expected.encode())
+        return user if matches else None
+
+    def start_sso_session(self, user: DevUser) -> SsoSession:
+        """Sign ``user`` in for this browser; the id goes into the SSO cookie."""
+        session = SsoSession(session_id=str(uuid.uuid4()), user=user, auth_time=int(self.clock()))
+        self.sso_sessions.add(session, lifetime=SSO_SESSION_LIFETIME, key=session.session_id)
+        return session
+
+    def issue_code(self, request: AuthorizationRequest, session: SsoSession) -> str:
+        """A single-use authorization code bound to the request (client, redirect, PKCE)."""
+        return self.codes.add(IssuedCode(request=request, session=session), lifetime=CODE_LIFETIME)
+
+    def issue_user_tokens(
+        self,
+        *,
+        client: DevClient,
+        session: SsoSession,
+        requested_scope: str,
+        issuer: str,
+        implicit: bool,
+        nonce: str | None = None,
+    ) -> IssuedTokens:
+        """Sign a user access token, plus refresh and id tokens for the code flow.
+
+        Implicit tokens live ``implicit_token_lifetime`` (Keycloak's "Access Token Lifespan
+        For Implicit Flow") and come alone (RFC 6749 §4.2.2); code-flow tokens live
+        ``token_lifetime`` and come with a refresh token, and an id token for ``openid``.
+        """
+        now = self.clock()
+        lifetime = self.implicit_token_lifetime if implicit else self.token_lifetime
+        scope = self.user_granted_scope(requested_scope)
+        user = session.user
+        profile: dict[str, Any] = {"preferred_username": user.username}
+        profile.update((k, v) for k, v in (("name", user.name), ("email", user.email)) if v)
+        if user.company:
+            profile["company"] = user.company
+        common: dict[str, Any] = {
+            "iat": int(now),
+            "auth_time": session.auth_time,
+            "iss": issuer,
+            "sub": user.subject,
+            "azp": client.client_id,
+            "session_state": session.session_id,
+            "sid": session.session_id,
+        }
+        claims = {
+            "exp": int(now + lifetime),
+            **common,
+            "jti": str(uuid.uuid4()),
+            "typ": "Bearer",
+            "scope": scope,
+            **profile,
+        }
+        self._remember(claims["jti"], issued_at=now, expires_at=now + lifetime)
+        access_token = sign_jwt(claims, key=self._signing_key, kid=self.kid)
+        self.tokens_issued += 1
+        if implicit:
+            return IssuedTokens(
+                access_token=access_token,
+                expires_in=int(lifetime),
+                scope=scope,
+                session_state=session.session_id,
+            )
+        refresh_claims = {
+            "exp": int(now + SSO_SESSION_LIFETIME),
+            **common,
+            "jti": str(uuid.uuid4()),
+            "aud": issuer,
+            "typ": "Refresh",
+            "scope": scope,
+        }
+        id_token = None
+        if "openid" in scope.split():
+            id_claims = {
+                "exp": int(now + lifetime),
+                **common,
+                "jti": str(uuid.uuid4()),
+                "aud": client.client_id,
+                "typ": "ID",
+                "at_hash": _left_half_hash(access_token),
+                **({"nonce": nonce} if nonce is not None else {}),
+                **profile,
+            }
+            id_token = sign_jwt(id_claims, key=self._signing_key, kid=self.kid)
+        return IssuedTokens(
+            access_token=access_token,
+            expires_in=int(lifetime),
+            scope=scope,
+            refresh_token=sign_jwt(refresh_claims, key=self._signing_key, kid=self.kid),
+            refresh_expires_in=int(SSO_SESSION_LIFETIME),
+            session_state=session.session_id,
+            id_token=id_token,
+        )
+
+    def verify_id_token(self, token: str) -> dict[str, Any] | None:
+        """The claims of an id token this server signed (expired ones too), else None.
+
+        Keycloak accepts an expired ``id_token_hint`` at logout, so only the signature and
+        type are checked.
+        """
+        try:
+            claims = verify_jwt(token, key=self._signing_key)
+        except InvalidJWT:
+            return None
+        return claims if claims.get("typ") == "ID" else None
+
     def check_access_token(self, token: str) -> dict[str, Any] | TokenRejection:
         """The token's claims if the sample API should accept it, else the reason it won't.
 
@@ -349,6 +523,12 @@ class DevServerState:
         self._issued[jti] = _IssueRecord(
             sequence=next(self._sequence), issued_at=issued_at, expires_at=expires_at
         )
+
+
+def _left_half_hash(token: str) -> str:
+    """``at_hash`` for an HS256-signed token (OIDC Core §3.1.3.6)."""
+    digest = hashlib.sha256(token.encode("ascii")).digest()
+    return b64url_encode(digest[: len(digest) // 2])
 
 
 def new_signing_key() -> bytes:

@@ -72,6 +72,8 @@ def test_sign_in_and_out(chromium: Any, flow: str) -> None:
 
         page.goto(base + "/")
         page.click("#sign-out")
+        page.wait_for_selector("#kc-logout")  # the bank asks to confirm ending its session
+        page.click("#kc-logout")
         page.wait_for_selector("#sign-in")
         page.goto(base + "/accounts")
         page.wait_for_selector("#username")  # signed out: sent back to the bank's sign-in

@@ -6,26 +6,39 @@ import base64
 import hashlib
 import hmac
 import json
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, replace
 from urllib.parse import quote_plus
 
 import pytest
 
 from fastapi_corpauth.devserver import (
+    DEFAULT_USERS,
     FLAVOURS,
     DevClient,
     DevServerState,
+    DevUser,
     FaultPlan,
     Flavour,
     create_devserver,
 )
 from fastapi_corpauth.devserver.__main__ import build_app, build_parser
+from fastapi_corpauth.devserver._authorize import (
+    append_query,
+    is_local_url,
+    pkce_challenge,
+    pkce_matches,
+    redirect_uri_allowed,
+    resolve_locale,
+    valid_pkce_value,
+)
 from fastapi_corpauth.devserver._basic import (
     ClientAuthParseError,
     form_urldecode_strict,
     parse_basic_credentials,
 )
 from fastapi_corpauth.devserver._jwt import InvalidJWT, b64url_encode, sign_jwt, verify_jwt
+from fastapi_corpauth.devserver._pages import origin_of
+from fastapi_corpauth.devserver._sessions import ExpiringStore
 from fastapi_corpauth.devserver._state import DEFAULT_ACCOUNTS
 
 KEY = b"k" * 32
@@ -366,3 +379,172 @@ def test_cli_defaults_and_path_prefix() -> None:
     state = app.state.devserver
     assert set(state.clients) == {"corp-app"}
     assert [getattr(route, "path", None) for route in app.routes][-1] == "/auth"
+
+
+# --- browser flow helpers ----------------------------------------------------------------------
+
+
+def test_bank_docs_flavour_is_legacy_with_query_implicit() -> None:
+    legacy, bank_docs = FLAVOURS["legacy"], FLAVOURS["bank-docs"]
+    assert bank_docs.implicit_query_allowed is True
+    assert not any(f.implicit_query_allowed for name, f in FLAVOURS.items() if name != "bank-docs")
+    assert replace(bank_docs, name="legacy", implicit_query_allowed=False) == legacy
+
+
+@pytest.mark.parametrize(
+    ("kc_locale", "ui_locales", "expected"),
+    [
+        (None, None, "en"),
+        ("ka", None, "ka"),
+        ("KA", None, "ka"),
+        ("ka_GE", None, "ka"),
+        (None, "ka", "ka"),
+        (None, "de ka-GE", "ka"),
+        (None, "de fr", "en"),
+        ("en", "ka", "en"),
+        ("de", "ka", "ka"),
+        ("", "ka", "ka"),
+    ],
+)
+def test_locale_resolution_follows_keycloak(
+    kc_locale: str | None, ui_locales: str | None, expected: str
+) -> None:
+    assert resolve_locale(kc_locale, ui_locales) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "local"),
+    [
+        ("http://127.0.0.1:8000/auth/callback", True),
+        ("http://127.0.0.1/cb?x=1", True),
+        ("https://localhost:65535/", True),
+        ("http://[::1]:8080/cb", True),
+        ("http://127.0.0.1.example.com/cb", False),
+        ("http://localhost.evil/cb", False),
+        ("http://user:pw@127.0.0.1/cb", False),
+        ("http://127.0.0.1:8000/cb#x", False),
+        ("http://127.0.0.1:8000/cb#", False),
+        ("http://127.0.0.1:port/cb", False),
+        ("http://127.0.0.1/c b", False),
+        ("javascript://127.0.0.1/%0aalert(1)", False),
+        ("//127.0.0.1/cb", False),
+        ("", False),
+    ],
+)
+def test_local_redirect_uris(url: str, local: bool) -> None:
+    assert is_local_url(url) is local
+
+
+def test_registered_redirect_uris_match_exactly() -> None:
+    client = DevClient(client_id="c", public=True, redirect_uris=("https://app.example/cb",))
+    assert redirect_uri_allowed(client, "https://app.example/cb")
+    assert not redirect_uri_allowed(client, "https://app.example/cb/")
+    assert not redirect_uri_allowed(client, "https://app.example/cb?x=1")
+    assert not redirect_uri_allowed(client, "http://127.0.0.1/cb")
+    assert redirect_uri_allowed(DevClient(client_id="d"), "http://127.0.0.1:1234/cb")
+
+
+def test_pkce_rfc7636_vector() -> None:
+    verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+    challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+    assert pkce_challenge(verifier) == challenge
+    assert pkce_matches(verifier, challenge)
+    assert not pkce_matches(verifier[:-1] + "l", challenge)
+    assert not pkce_matches("short", pkce_challenge("short"))
+    assert valid_pkce_value("a" * 43) and valid_pkce_value("~._-" * 32)
+    assert not valid_pkce_value("a" * 42) and not valid_pkce_value("a" * 129)
+    assert not valid_pkce_value("a" * 42 + "+")
+
+
+@pytest.mark.parametrize(
+    ("url", "params", "expected"),
+    [
+        ("http://h/cb", [("a", "1")], "http://h/cb?a=1"),
+        ("http://h/cb?x=1", [("a", "1 2")], "http://h/cb?x=1&a=1+2"),
+        ("http://h/cb?", [("a", "&")], "http://h/cb?a=%26"),
+        ("http://h/cb", [], "http://h/cb"),
+    ],
+)
+def test_append_query(url: str, params: list[tuple[str, str]], expected: str) -> None:
+    assert append_query(url, params) == expected
+
+
+def test_expiring_store_single_use_and_expiry() -> None:
+    clock = FakeClock()
+    store: ExpiringStore[str] = ExpiringStore(clock)
+    key = store.add("value", lifetime=10)
+    assert len(key) >= 40
+    assert store.get(key) == "value"
+    assert store.pop(key) == "value"
+    assert store.pop(key) is None
+    key = store.add("value", lifetime=10)
+    clock.now += 10
+    assert store.get(key) is None
+    assert len(store) == 0
+    assert store.add("x", lifetime=1, key="fixed") == "fixed"
+
+
+def test_origin_for_csp() -> None:
+    assert origin_of("http://127.0.0.1:8000/cb?x=1") == "http://127.0.0.1:8000"
+    assert origin_of("https://app.example/cb") == "https://app.example"
+    assert origin_of("http://[::1]:80/cb") == "http://[::1]:80"
+    assert origin_of("https://a.example;script-src */cb") is None
+    assert origin_of("ftp://a.example/") is None
+
+
+def test_dev_users_and_clients() -> None:
+    assert [user.username for user in DEFAULT_USERS] == ["demo"]
+    assert DEFAULT_USERS[0].password == "demo"
+    assert DEFAULT_USERS[0].company
+    user = DevUser(username="u", password="p")
+    assert user.subject == DevUser(username="u", password="other").subject
+    assert DevUser(username="u", password="p", user_id="id-1").subject == "id-1"
+    client = DevClient(client_id="public", public=True)
+    assert (client.client_secret, client.implicit_enabled, client.redirect_uris) == ("", True, ())
+
+
+def test_state_authenticates_users_and_refuses_duplicates() -> None:
+    state = make_state()
+    assert state.authenticate_user("demo", "demo") == DEFAULT_USERS[0]
+    assert state.authenticate_user("demo", "Demo") is None
+    assert state.authenticate_user("nobody", "demo") is None
+    user = DevUser(username="u", password="p")
+    with pytest.raises(ValueError, match="unique"):
+        create_devserver(users=[user, user])
+    with pytest.raises(ValueError, match="negative"):
+        create_devserver(implicit_token_lifetime=-1)
+
+
+def test_new_counters_are_in_stats_and_reset() -> None:
+    state = make_state()
+    state.authorize_requests, state.logins, state.login_failures, state.logouts = 4, 3, 2, 1
+    stats = state.stats()
+    assert (stats["authorize_requests"], stats["logins"]) == (4, 3)
+    assert (stats["login_failures"], stats["logouts"]) == (2, 1)
+    state.reset_counters()
+    assert (state.authorize_requests, state.logins, state.login_failures, state.logouts) == (
+        0,
+        0,
+        0,
+        0,
+    )
+
+
+def test_cli_users_public_clients_and_implicit_lifetime() -> None:
+    args = build_parser().parse_args(
+        [
+            "--user",
+            "anna:pw:with:colons",
+            "--public-client",
+            "implicitclient",
+            "--implicit-token-lifetime",
+            "60",
+        ]
+    )
+    state = build_app(args).state.devserver
+    assert state.users["anna"].password == "pw:with:colons"
+    assert state.clients["implicitclient"].public is True
+    assert set(state.clients) == {"corp-app", "implicitclient"}
+    assert state.implicit_token_lifetime == 60.0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--user", "no-password"])
