@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from fastapi import APIRouter, HTTPException, Request, Response
@@ -17,13 +17,16 @@ from ._auth import BankTokenAuth
 from ._errors import ConfigurationError, CorpAuthError, NotAuthenticated
 from ._fastapi import http_exception
 from ._memory_store import MemorySessionStore
-from ._router import build_router, is_loopback, login_url
+from ._router import build_router, is_loopback, login_url, request_path
 from ._sessions import SessionManager, SignedInUser
 from ._settings import CorpAuthSettings
 from ._signing import CookieSigner
 from ._store import SessionStore
 from ._token import Token
 from ._token_service import Clock, TokenService
+
+if TYPE_CHECKING:
+    from ._redis import RedisLayer
 
 __all__ = [
     "ApiClientDependency",
@@ -89,8 +92,15 @@ class CorpAuth:
             if settings.session_secret
             else None
         )
-        store = session_store or MemorySessionStore(
-            max_entries=settings.session_store_max_entries, clock=clock
+        #: Redis shared by the workers (``CORPAUTH_REDIS_URL``), or None.
+        self._redis = _redis_layer(settings)
+        if session_store is None and self._redis is not None:
+            session_store = self._redis.session_store()
+        # Not ``session_store or ...``: an empty MemorySessionStore is falsy (``__len__``).
+        store = (
+            session_store
+            if session_store is not None
+            else MemorySessionStore(max_entries=settings.session_store_max_entries, clock=clock)
         )
         #: Pending sign-ins and signed-in sessions.
         self.sessions = SessionManager(
@@ -141,6 +151,14 @@ class CorpAuth:
                 cache=settings.cache_policy(),
                 retry=settings.retry_policy(),
                 clock=self._clock,
+                shared=(
+                    self._redis.token_cache(
+                        token_url=endpoints.token_url, credentials=settings.credentials()
+                    )
+                    if self._redis is not None
+                    else None
+                ),
+                lease=settings.connect_timeout + settings.read_timeout,
             )
             async with httpx.AsyncClient(
                 base_url=settings.api_base_url.rstrip("/") + "/",
@@ -156,6 +174,8 @@ class CorpAuth:
                     self._running = None
                     await tokens.aclose()
                     await self.sessions.store.aclose()
+                    if self._redis is not None:
+                        await self._redis.aclose()
 
     @property
     def tokens(self) -> TokenService:
@@ -236,7 +256,8 @@ class CorpAuth:
     def _cookie_secure(self, request: Request) -> bool:
         if self._cookie.secure is not None:
             return self._cookie.secure
-        return not (request.url.scheme == "http" and is_loopback(request.url.hostname))
+        base = request.base_url  # not request.url: it raises for a non-UTF-8 query string
+        return not (base.scheme == "http" and is_loopback(base.hostname))
 
     def _require_signer(self) -> CookieSigner:
         if self._signer is None:
@@ -252,6 +273,30 @@ class CorpAuth:
                 "CorpAuth is not started: create the app with FastAPI(lifespan=corpauth.lifespan)"
             )
         return self._running
+
+
+def _redis_layer(settings: CorpAuthSettings) -> RedisLayer | None:
+    """The Redis layer for ``CORPAUTH_REDIS_URL``, or None when it is not set."""
+    if settings.redis_url is None:
+        return None
+    try:
+        from ._redis import RedisLayer
+    except ImportError as exc:
+        raise ConfigurationError(
+            "CORPAUTH_REDIS_URL needs redis-py: pip install 'fastapi-corpauth[redis]'",
+            variables=("CORPAUTH_REDIS_URL",),
+        ) from exc
+    try:
+        return RedisLayer(
+            settings.redis_url.get_secret_value(),
+            prefix=settings.redis_prefix,
+            timeout=settings.redis_timeout,
+        )
+    except ValueError:
+        raise ConfigurationError(
+            "invalid fastapi-corpauth settings: CORPAUTH_REDIS_URL is not a valid Redis URL",
+            variables=("CORPAUTH_REDIS_URL",),
+        ) from None
 
 
 class BearerTokenDependency:
@@ -332,7 +377,7 @@ class CurrentUserDependency(_SessionCookieScheme):
             and request.method == "GET"
             and "text/html" in request.headers.get("accept", "")
         ):
-            target = login_url(request, request.url.path)
+            target = login_url(request, request_path(request))
             if target is not None:
                 raise HTTPException(
                     status_code=303, headers={"Location": target, "Cache-Control": "no-store"}

@@ -29,6 +29,7 @@ __all__ = [
     "fingerprint",
     "new_state",
     "parse_callback",
+    "pkce_challenge",
     "pkce_pair",
     "safe_redirect_target",
 ]
@@ -60,8 +61,13 @@ def new_state() -> str:
 def pkce_pair() -> tuple[str, str]:
     """A PKCE ``(code_verifier, code_challenge)`` pair for the S256 method (RFC 7636)."""
     verifier = secrets.token_urlsafe(48)
+    return verifier, pkce_challenge(verifier)
+
+
+def pkce_challenge(verifier: str) -> str:
+    """The S256 ``code_challenge`` of ``verifier``: BASE64URL(SHA256(ASCII(verifier)))."""
     digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def fingerprint(value: str) -> str:

@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode
 import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.datastructures import URL
 from starlette.routing import NoMatchFound
 
 from ._errors import (
@@ -106,9 +107,9 @@ def build_router(corpauth: CorpAuth) -> APIRouter:
     router.add_api_route(
         "/callback", handlers.callback_post, methods=["POST"], name="corpauth:callback_post"
     )
-    router.add_api_route(
-        "/logout", handlers.logout, methods=["GET", "POST"], name="corpauth:logout"
-    )
+    # One route per method: a shared route gives both the same OpenAPI operation id.
+    router.add_api_route("/logout", handlers.logout, methods=["GET"], name="corpauth:logout")
+    router.add_api_route("/logout", handlers.logout, methods=["POST"], name="corpauth:logout_post")
     return router
 
 
@@ -165,7 +166,7 @@ class _LoginHandlers:
             # Keycloak refuses query mode for tokens; a server that sends them anyway
             # (as the bank's newer docs describe) is served, then sent to a clean URL.
             return await self._complete(request, dict(params.items()))
-        action = html.escape(request.url.path, quote=True)
+        action = html.escape(request_path(request), quote=True)
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="referrer" content="no-referrer"><title>Signing in…</title></head>'
@@ -228,6 +229,12 @@ class _LoginHandlers:
         return response
 
     async def _token_from(self, result: AuthorizationResult, pending: PendingLogin) -> Token:
+        token = await self._received_token(result, pending)
+        if token.is_expired(self._corpauth.clock()):
+            raise CallbackInvalid("the bank's answer carries an expired token")
+        return token
+
+    async def _received_token(self, result: AuthorizationResult, pending: PendingLogin) -> Token:
         now = self._corpauth.clock()
         if pending.response_type == "code":
             if not result.code or result.access_token:
@@ -247,8 +254,6 @@ class _LoginHandlers:
             )
         except MalformedTokenResponse as exc:
             raise CallbackInvalid("the bank's callback does not carry a Bearer token") from exc
-        if token.is_expired(now):
-            raise CallbackInvalid("the bank's callback carries an expired token")
         return token
 
     async def _exchange_code(self, code: str, pending: PendingLogin) -> Token:
@@ -285,7 +290,7 @@ class _LoginHandlers:
         return HTMLResponse(page, status_code=status_code, headers=headers)
 
     def _resubmit_page(self, request: Request, params: Mapping[str, str]) -> HTMLResponse:
-        action = html.escape(request.url.path, quote=True)
+        action = html.escape(request_path(request), quote=True)
         inputs = "".join(
             f'<input type="hidden" name="{name}" value="{html.escape(params[name], quote=True)}">'
             for name in CALLBACK_FIELDS
@@ -377,6 +382,15 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def request_path(request: Request) -> str:
+    """The request's path, as ``request.url.path`` gives it.
+
+    ``request.url`` decodes the raw query string as UTF-8 and raises for any other
+    bytes, which a hostile client can send; the path alone never needs the query.
+    """
+    return URL(scope={**request.scope, "query_string": b""}).path
 
 
 def login_url(request: Request, next_path: str) -> str | None:

@@ -127,9 +127,10 @@ class SessionManager:
             StoreUnavailable: the store is down (the sign-in cannot be started safely).
         """
         state = new_state()
+        browser = await self._binding(browser_id)
         now = self._clock()
         record = {
-            "browser": fingerprint(browser_id),
+            "browser": browser,
             "expires_at": now + self._state_max_age,
             "next_url": next_url,
             "redirect_uri": redirect_uri,
@@ -161,7 +162,7 @@ class SessionManager:
         if now >= float(record["expires_at"]):
             raise StateError("this sign-in took too long and expired", problem="expired")
         expected = str(record["browser"]).encode()
-        actual = fingerprint(browser_id).encode() if browser_id else b""
+        actual = (await self._binding(browser_id)).encode() if browser_id else b""
         if not hmac.compare_digest(expected, actual):
             raise StateError("this sign-in was started in another browser", problem="mismatch")
         return PendingLogin(
@@ -176,15 +177,18 @@ class SessionManager:
         """Store a signed-in session for ``token`` under a new id and return the id.
 
         The id is always new (no session fixation); the browser's previous session, if
-        any, is removed.
+        any, is removed. The new session inherits the previous id's binding, so sign-ins
+        still in flight in other tabs of this browser can complete.
 
         Raises:
             StoreUnavailable: the store is down.
         """
         now = self._clock()
         session_id = new_session_id()
+        browser = await self._binding(replaces) if replaces else fingerprint(session_id)
         claims = jwt_claims_unverified(token.access_token) or {}
         record = {
+            "browser": browser,
             "access_token": token.access_token,
             "issued_at": token.issued_at,
             "expires_at": token.expires_at,
@@ -237,6 +241,20 @@ class SessionManager:
                 await self._guard(self.store.delete(_session_key(session_id)))
             except StoreUnavailable:
                 logger.warning("could not remove a session from the store")
+
+    async def _binding(self, browser_id: str) -> str:
+        """What pending sign-ins of this browser are bound to.
+
+        The fingerprint of the id the browser held when it first started signing in:
+        a session carries it over from the id it replaced, because the id changes at
+        every sign-in while other tabs may still be waiting for their callbacks.
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        record = await self._guard(self.store.get(_session_key(browser_id)))
+        inherited = record.get("browser") if record is not None else None
+        return inherited if isinstance(inherited, str) and inherited else fingerprint(browser_id)
 
     async def _guard(self, operation: Awaitable[_T]) -> _T:
         try:

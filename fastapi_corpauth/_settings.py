@@ -110,6 +110,14 @@ class CorpAuthSettings(BaseSettings):
         default=False, description="Send browsers asking for HTML to /login instead of a 401."
     )
 
+    # Several workers: Redis shares the token and the sessions (the ``redis`` extra)
+    redis_url: SecretStr | None = Field(
+        default=None,
+        description="redis://, rediss:// or unix:// URL; shares tokens and sessions. Masked.",
+    )
+    redis_prefix: str = Field(default="corpauth", max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
+    redis_timeout: float = Field(default=0.5, gt=0, le=30)
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
@@ -138,6 +146,18 @@ class CorpAuthSettings(BaseSettings):
         if any(len(key.get_secret_value()) < 16 for key in value):
             raise ValueError("each key must be at least 16 characters long")
         return value
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            return None
+        if not isinstance(raw, str):
+            raise ValueError("must be a string")
+        if urlsplit(raw.strip()).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return SecretStr(raw.strip())
 
     @field_validator("client_secret")
     @classmethod

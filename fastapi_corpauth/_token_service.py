@@ -12,6 +12,17 @@ One ``TokenService`` serves one event loop. Its state machine, in words:
   stale but not yet expired keeps being served meanwhile;
 * ``invalidate(token)`` drops the cached token only if it is the one that failed, so a
   burst of 401s for one revoked token causes one refetch.
+
+With a ``shared`` cache (``SharedTokenCache``, e.g. Redis), the processes of a deployment
+share one token and single flight holds across them. A fetch, in the background for
+refresh ahead or awaited on a cold cache alike, first adopts the shared token if it is
+fresh (before its ``refresh_at``) and not one this process saw rejected; otherwise it
+takes the shared fetch lease, checks once more, fetches, shares the token and gives the
+lease back. A process that does not get the lease polls for the holder's token and takes
+over once the lease lapses (a crashed holder). A token rejected here is removed from the
+shared cache (compare-and-delete) by the next fetch, and the other processes, on their
+own 401, adopt its successor instead of fetching. Whenever the shared cache fails, the
+fetch falls back to the per-process path above: the service never fails because of it.
 """
 
 from __future__ import annotations
@@ -19,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import httpx
 
@@ -37,6 +50,8 @@ from ._protocol import (
     refresh_at,
     stale_at,
 )
+from ._shared_cache import SharedTokenCache, token_fingerprint
+from ._store import StoreUnavailable
 from ._token import Token
 
 __all__ = ["Clock", "TokenService"]
@@ -46,13 +61,20 @@ logger = logging.getLogger("fastapi_corpauth.token")
 #: Seconds since the epoch; ``time.time`` in production, a fake in tests.
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
+_T = TypeVar("_T")
+
+#: Fingerprints of rejected tokens remembered, so a stale shared copy is never adopted.
+_REJECTED_REMEMBERED = 16
 
 
 class TokenService:
     """Obtains and caches the client_credentials token for the bank API.
 
     Construction does no I/O; the HTTP client is borrowed and owned by the caller
-    (``CorpAuth`` opens and closes it in the app's lifespan).
+    (``CorpAuth`` opens and closes it in the app's lifespan), and so is ``shared``.
+    ``lease`` is how long (seconds) one process may hold the shared fetch lease before
+    another takes over; ``poll_interval`` is how often a waiting process looks for the
+    holder's token (both in real time, whatever ``clock`` says).
     """
 
     def __init__(
@@ -66,6 +88,9 @@ class TokenService:
         retry: RetryPolicy = RetryPolicy(),  # noqa: B008 - immutable value object
         clock: Clock = time.time,
         sleep: Sleep = asyncio.sleep,
+        shared: SharedTokenCache | None = None,
+        lease: float = 10.0,
+        poll_interval: float = 0.02,
     ) -> None:
         self._http = http
         self._token_url = token_url
@@ -80,8 +105,14 @@ class TokenService:
         self._failure: TokenError | None = None
         self._failed_until = 0.0
         self._closed = False
+        self._shared = shared
+        self._lease = lease
+        self._poll_interval = poll_interval
+        self._rejected: OrderedDict[str, None] = OrderedDict()
         #: Token requests sent, for metrics and tests.
         self.requests_sent = 0
+        #: Tokens taken from the shared cache instead of fetched, for metrics and tests.
+        self.shared_adoptions = 0
 
     def __repr__(self) -> str:
         return (
@@ -126,8 +157,14 @@ class TokenService:
         """Forget ``token`` if it is still the cached one (the bank rejected it).
 
         Returns whether the cache was cleared. Comparing identity means a late 401 for
-        a token that was already replaced does not throw away its successor.
+        a token that was already replaced does not throw away its successor. With a
+        shared cache, the token is never adopted from it again, and the next fetch
+        removes it there unless another process replaced it already.
         """
+        if self._shared is not None:
+            self._rejected[token_fingerprint(token)] = None
+            while len(self._rejected) > _REJECTED_REMEMBERED:
+                self._rejected.popitem(last=False)
         if self._token is token:
             self._token = None
             logger.info("cached bank token dropped after the bank API rejected it")
@@ -171,7 +208,10 @@ class TokenService:
 
     async def _fetch_and_store(self) -> Token:
         try:
-            token = await self._fetch_with_retries()
+            if self._shared is None:
+                token = await self._fetch_with_retries()
+            else:
+                token = await self._fetch_shared(self._shared)
         except TokenError as exc:
             now = self._clock()
             cooldown = self._retry.cooldown
@@ -185,6 +225,57 @@ class TokenService:
         self._failure = None
         self._failed_until = 0.0
         logger.debug("bank token obtained, valid for %.0fs", token.lifetime)
+        return token
+
+    async def _fetch_shared(self, shared: SharedTokenCache) -> Token:
+        """Adopt the shared token, or fetch one under the shared lease, or wait for it.
+
+        Any failure of the shared cache ends in the per-process fetch.
+        """
+        outcome = await _quietly(self._wait_for_shared(shared))
+        if isinstance(outcome, Token):
+            return outcome
+        if outcome is None:
+            return await self._fetch_with_retries()
+        try:
+            # The previous holder may have shared its token just before we got the lease.
+            found = await _quietly(self._load_shared(shared))
+            if found is not None:
+                return found
+            token = await self._fetch_with_retries()
+            await _quietly(shared.store(token, ttl=token.expires_at - self._clock()))
+            return token
+        finally:
+            await _quietly(shared.release(outcome))  # else the lease lapses by itself
+
+    async def _wait_for_shared(self, shared: SharedTokenCache) -> Token | str | None:
+        """A shared token to use, the lease's lock value, or None after waiting too long."""
+        deadline = time.monotonic() + 2 * self._lease
+        while True:
+            found = await self._load_shared(shared)
+            if found is not None:
+                return found
+            lock = await shared.acquire(self._lease)
+            if lock is not None:
+                return lock
+            if time.monotonic() >= deadline:
+                logger.warning("the shared token lease was not released in time; fetching here")
+                return None
+            await asyncio.sleep(self._poll_interval)
+
+    async def _load_shared(self, shared: SharedTokenCache) -> Token | None:
+        """The shared token if this process should use it; drops a rejected one there."""
+        token = await shared.load()
+        if token is None:
+            return None
+        if token_fingerprint(token) in self._rejected:
+            await shared.discard(token)
+            return None
+        now = self._clock()
+        if now >= refresh_at(token, self._cache) or token.is_expired(now):
+            return None
+        self.shared_adoptions += 1
+        logger.debug("bank token taken from the shared cache")
         return token
 
     async def _fetch_with_retries(self) -> Token:
@@ -236,6 +327,17 @@ class TokenService:
                 status_code=response.status_code,
             )
         return token
+
+
+async def _quietly(operation: Awaitable[_T]) -> _T | None:
+    """Await a shared-cache operation; None if it fails (the service never fails for it)."""
+    try:
+        return await operation
+    except StoreUnavailable:
+        return None  # the shared cache logs its outage once
+    except Exception:
+        logger.exception("the shared token cache failed; using the per-process cache")
+        return None
 
 
 def _consume_exception(task: asyncio.Task[Token]) -> None:

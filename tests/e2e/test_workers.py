@@ -1,0 +1,251 @@
+"""Several real worker processes of the example app sharing one Redis.
+
+A real redis-server, the development server as its own process and the example app as
+real uvicorn processes (``--workers N``, or separate processes on separate ports),
+configured only through ``CORPAUTH_*`` variables, as a deployment would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import redis
+
+from tests.e2e.processes import ROOT, free_port, wait_until_ready
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.e2e
+
+CLIENT_ID = "corp-app"
+CLIENT_SECRET = "dev-secret"
+SESSION_SECRET = "workers-test-session-key-0123456789"
+#: Devserver token lifetime; with the 0.5 s leeway and window below, each token is
+#: replaced 3 s after it was issued (refresh ahead) and served until 3.5 s.
+TOKEN_LIFETIME = 4.0
+REFRESH_AFTER = TOKEN_LIFETIME - 0.5 - 0.5
+LOAD_SECONDS = 5.0  # more than one token lifetime
+#: Concurrent requests per round (beyond ~100, a 2-core machine stalls for seconds on loopback).
+CONCURRENCY = 100
+
+
+@contextmanager
+def serve(
+    args: Sequence[str], *, ready_url: str, env: Mapping[str, str] | None = None
+) -> Iterator[Path]:
+    """Run ``python args...`` until the block ends; yields the path of its stderr log."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORPAUTH_")}
+    full_env.update(env or {})
+    with tempfile.NamedTemporaryFile(prefix="corpauth-e2e-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    with log_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
+    try:
+        wait_until_ready(ready_url, process)
+        yield log_path
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log_path.unlink(missing_ok=True)
+
+
+@contextmanager
+def devserver() -> Iterator[str]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = [
+        "-m",
+        "fastapi_corpauth.devserver",
+        "--port",
+        str(port),
+        "--token-lifetime",
+        str(TOKEN_LIFETIME),
+        "--client",
+        f"{CLIENT_ID}:{CLIENT_SECRET}",
+    ]
+    with serve(args, ready_url=base + "/_dev/stats"):
+        yield base
+
+
+def app_env(idp: str, redis_url: str | None) -> dict[str, str]:
+    env = {
+        "CORPAUTH_CLIENT_ID": CLIENT_ID,
+        "CORPAUTH_CLIENT_SECRET": CLIENT_SECRET,
+        "CORPAUTH_ISSUER": f"{idp}/realms/bog",
+        "CORPAUTH_API_BASE_URL": f"{idp}/api",
+        "CORPAUTH_SESSION_SECRET": SESSION_SECRET,
+        "CORPAUTH_TOKEN_LEEWAY": "0.5",
+        "CORPAUTH_TOKEN_REFRESH_WINDOW": "0.5",
+        "CORPAUTH_REDIS_TIMEOUT": "0.25",
+    }
+    if redis_url is not None:
+        env["CORPAUTH_REDIS_URL"] = redis_url
+    return env
+
+
+@contextmanager
+def example_app(idp: str, redis_url: str | None, *, workers: int = 1) -> Iterator[tuple[str, Path]]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    args = ["-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    args += ["--workers", str(workers), "--no-access-log"]
+    with serve(args, ready_url=base + "/", env=app_env(idp, redis_url)) as log:
+        yield base, log
+
+
+async def load(
+    paths: Sequence[str], seconds: float, *, headers: Mapping[str, str] | None = None
+) -> Counter[int]:
+    """Rounds of ``CONCURRENCY`` concurrent GETs over ``paths`` for ``seconds``."""
+    statuses: Counter[int] = Counter()
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    async with httpx.AsyncClient(limits=limits, timeout=10, headers=headers) as client:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            responses = await asyncio.gather(
+                *(client.get(paths[i % len(paths)]) for i in range(CONCURRENCY))
+            )
+            statuses.update(r.status_code for r in responses)
+    return statuses
+
+
+def token_requests(idp: str) -> int:
+    return int(httpx.get(idp + "/_dev/stats", timeout=5).json()["token_requests"])
+
+
+def measure_workers(idp: str, redis_url: str | None, workers: int) -> tuple[int, Counter[int]]:
+    httpx.post(idp + "/_dev/reset", timeout=5).raise_for_status()
+    with example_app(idp, redis_url, workers=workers) as (base, _):
+        statuses = asyncio.run(load([base + "/api/accounts"], LOAD_SECONDS))
+        return token_requests(idp), statuses
+
+
+def test_workers_share_one_token_through_redis(
+    redis_url: str, record_property: Callable[[str, object], None]
+) -> None:
+    workers = 4
+    with devserver() as idp:
+        with_redis, statuses_redis = measure_workers(idp, redis_url, workers)
+        without_redis, statuses_local = measure_workers(idp, None, workers)
+    record_property("token_requests_with_redis", with_redis)
+    record_property("token_requests_without_redis", without_redis)
+    record_property("requests_with_redis", sum(statuses_redis.values()))
+    record_property("requests_without_redis", sum(statuses_local.values()))
+    print(
+        f"\n{workers} workers, {LOAD_SECONDS}s of load, {TOKEN_LIFETIME}s tokens: "
+        f"{with_redis} token requests with Redis ({sum(statuses_redis.values())} API calls), "
+        f"{without_redis} without ({sum(statuses_local.values())} API calls)"
+    )
+    assert set(statuses_redis) == {200}, statuses_redis
+    assert set(statuses_local) == {200}, statuses_local
+    # One token per refresh interval for the whole deployment, not one per worker.
+    assert with_redis <= math.ceil(LOAD_SECONDS / REFRESH_AFTER) + 1
+    assert with_redis < without_redis
+
+
+def sign_in(start: str, finish: str, idp: str) -> str:
+    """Start a sign-in on ``start``, complete its callback on ``finish``; return the cookie."""
+    login = httpx.get(start + "/auth/login?next=/", timeout=5)
+    assert login.status_code == 303, login.text
+    state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
+    browser = login.cookies["corpauth_session"]
+    # The implicit result the fragment relay page would POST: a token from the devserver.
+    issued = httpx.post(
+        f"{idp}/realms/bog/protocol/openid-connect/token",
+        data={"grant_type": "client_credentials"},
+        auth=(CLIENT_ID, CLIENT_SECRET),
+        timeout=5,
+    ).json()
+    callback = httpx.post(
+        finish + "/auth/callback",
+        data={
+            "corpauth_relay": "fragment",
+            "state": state,
+            "access_token": issued["access_token"],
+            "token_type": "Bearer",
+            "expires_in": "300",
+        },
+        headers={"Cookie": f"corpauth_session={browser}"},
+        timeout=5,
+    )
+    assert callback.status_code == 303, callback.text
+    assert callback.headers["location"] == "/"
+    return str(callback.cookies["corpauth_session"])
+
+
+def home(base: str, session: str) -> str:
+    response = httpx.get(base + "/", headers={"Cookie": f"corpauth_session={session}"}, timeout=5)
+    assert response.status_code == 200
+    return response.text
+
+
+def test_a_sign_in_started_on_one_process_completes_on_another(redis_url: str) -> None:
+    with (
+        devserver() as idp,
+        example_app(idp, redis_url) as (a, _),
+        example_app(idp, redis_url) as (b, _),
+    ):
+        session = sign_in(a, b, idp)
+        assert 'id="who"' in home(a, session)
+        assert 'id="who"' in home(b, session)
+        # Sign out on A ends the session on B too.
+        logout = httpx.post(
+            a + "/auth/logout", headers={"Cookie": f"corpauth_session={session}"}, timeout=5
+        )
+        assert logout.status_code == 303
+        assert "You are not signed in" in home(b, session)
+
+
+def test_redis_stopped_mid_load_and_restarted(own_redis_server: RedisServer) -> None:
+    url = own_redis_server.url
+    with devserver() as idp, example_app(idp, url, workers=2) as (base, log):
+        session = sign_in(base, base, idp)
+        assert 'id="who"' in home(base, session)
+        paths = [base + "/", base + "/api/accounts", base + "/accounts"]
+        headers = {"Cookie": f"corpauth_session={session}"}
+
+        async def scenario() -> tuple[Counter[int], Counter[int], Counter[int]]:
+            before = await load(paths, 1.0, headers=headers)
+            own_redis_server.stop()
+            during = await load(paths, 1.5, headers=headers)
+            own_redis_server.start()
+            after = await load(paths, REFRESH_AFTER + 1.0, headers=headers)
+            return before, during, after
+
+        before, during, after = asyncio.run(scenario())
+        for phase in (before, during, after):
+            assert not [s for s in phase if s >= 500], (phase, log.read_text())
+        assert set(before) == {200}
+        assert 401 in during or 200 in during  # signed out while Redis is down, not an error
+        # Recovered by itself: the token is shared again, and signing in works again.
+        with redis.Redis.from_url(url) as client:
+            assert client.keys("corpauth:token:*")
+        session = sign_in(base, base, idp)
+        assert 'id="who"' in home(base, session)
+        warnings = log.read_text().count("Redis unavailable")
+        assert 1 <= warnings <= 2, log.read_text()  # once per worker, not per request

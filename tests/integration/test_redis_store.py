@@ -1,0 +1,213 @@
+"""RedisSessionStore against a real redis-server: the store contract, isolation, outages."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from fastapi_corpauth import CorpAuth, StoreUnavailable
+from fastapi_corpauth._sessions import SessionManager
+from fastapi_corpauth.redis import OutageGuard, RedisSessionStore
+from tests.redis_server import RedisServer, _free_port
+from tests.store_contract import RECORD, Advance, SessionStoreContract
+from tests.support import settings
+
+pytestmark = pytest.mark.anyio
+
+
+class TestRedisSessionStore(SessionStoreContract):
+    @pytest.fixture
+    async def store(self, redis_url: str) -> AsyncIterator[RedisSessionStore]:
+        store = RedisSessionStore(redis_url, prefix="contract")
+        yield store
+        await store.aclose()
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        return asyncio.sleep
+
+
+async def test_keys_live_under_the_prefix_and_prefixes_are_apart(redis_url: str) -> None:
+    one = RedisSessionStore(redis_url, prefix="app-one")
+    two = RedisSessionStore(redis_url, prefix="app-two")
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        await one.set("session:a", {"app": 1}, ttl=60)
+        await two.set("session:a", {"app": 2}, ttl=60)
+        assert await one.get("session:a") == {"app": 1}
+        assert await two.pop("session:a") == {"app": 2}
+        assert await one.get("session:a") == {"app": 1}
+        assert sorted(await raw.keys("*")) == [b"app-one:session:a"]
+        ttl_ms = await raw.pttl("app-one:session:a")
+        assert 59_000 < ttl_ms <= 60_000
+    finally:
+        await one.aclose()
+        await two.aclose()
+        await raw.aclose()
+
+
+async def test_a_pop_on_one_worker_excludes_the_others(redis_url: str) -> None:
+    workers = [RedisSessionStore(redis_url) for _ in range(4)]
+    try:
+        await workers[0].set("state:once", RECORD, ttl=60)
+        results = await asyncio.gather(*(w.pop("state:once") for w in workers for _ in range(25)))
+        assert [r for r in results if r is not None] == [RECORD]
+    finally:
+        for worker in workers:
+            await worker.aclose()
+
+
+async def test_a_passed_in_client_is_left_open(redis_url: str) -> None:
+    client = aioredis.Redis.from_url(redis_url)
+    store = RedisSessionStore(client)
+    await store.set("session:a", {"v": 1}, ttl=60)
+    await store.aclose()
+    assert await client.get("corpauth:session:a") is not None
+    await client.aclose()
+
+
+async def test_unreadable_records_read_as_absent(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = aioredis.Redis.from_url(redis_url)
+    store = RedisSessionStore(redis_url)
+    try:
+        await raw.set("corpauth:session:bad", b"\xff not json")
+        await raw.set("corpauth:session:list", b"[1, 2]")
+        assert await store.get("session:bad") is None
+        assert await store.pop("session:list") is None
+        assert "unreadable record" in caplog.text
+    finally:
+        await store.aclose()
+        await raw.aclose()
+
+
+async def test_unreachable_redis_fails_fast_with_store_unavailable() -> None:
+    store = RedisSessionStore(f"redis://127.0.0.1:{_free_port()}/0", timeout=0.3)
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as info:
+            await store.get("session:a")
+        assert isinstance(info.value.__cause__, Exception)
+        for operation in (
+            store.set("session:a", {"v": 1}, ttl=5),
+            store.pop("state:a"),
+            store.delete("session:a"),
+        ):
+            with pytest.raises(StoreUnavailable):
+                await operation
+        assert time.monotonic() - started < 0.5
+    finally:
+        await store.aclose()
+
+
+async def test_slow_redis_costs_one_timeout_per_outage_then_recovers(
+    own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
+    guard = OutageGuard(retry_interval=0.3)
+    store = RedisSessionStore(own_redis_server.url, timeout=0.2, guard=guard)
+    try:
+        await store.set("session:a", {"v": 1}, ttl=60)
+        with own_redis_server.paused():
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                await store.get("session:a")
+            assert 0.15 < time.monotonic() - started < 0.6  # bounded by the timeout
+            started = time.monotonic()
+            results = await asyncio.gather(
+                *(store.get("session:a") for _ in range(200)), return_exceptions=True
+            )
+            assert all(isinstance(r, StoreUnavailable) for r in results)
+            assert time.monotonic() - started < 0.1  # skipped, not timed out 200 times
+            await asyncio.sleep(0.35)
+            with pytest.raises(StoreUnavailable):  # one probe, still down
+                await store.get("session:a")
+        await asyncio.sleep(0.35)
+        assert await store.get("session:a") == {"v": 1}
+        assert guard.down is False
+    finally:
+        await store.aclose()
+    messages = [r.getMessage() for r in caplog.records if r.name == "fastapi_corpauth.redis"]
+    assert len([m for m in messages if m.startswith("Redis unavailable")]) == 1
+    assert len([m for m in messages if m.startswith("Redis available again")]) == 1
+
+
+async def test_store_recovers_after_a_redis_restart(own_redis_server: RedisServer) -> None:
+    store = RedisSessionStore(own_redis_server.url, guard=OutageGuard(retry_interval=0.1))
+    try:
+        await store.set("session:a", {"v": 1}, ttl=60)
+        own_redis_server.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.get("session:a")
+        own_redis_server.start()
+        await asyncio.sleep(0.15)
+        assert await store.get("session:a") is None  # no persistence: the restart lost it
+        await store.set("session:b", {"v": 2}, ttl=60)
+        assert await store.get("session:b") == {"v": 2}
+    finally:
+        await store.aclose()
+
+
+async def test_sessions_read_as_signed_out_while_redis_is_down(
+    own_redis_server: RedisServer,
+) -> None:
+    store = RedisSessionStore(own_redis_server.url, guard=OutageGuard(retry_interval=0.1))
+    manager = SessionManager(store=store, session_max_age=3600, state_max_age=600)
+    try:
+        own_redis_server.stop()
+        assert await manager.load_user("some-session-id") is None
+        await manager.end_session("some-session-id")  # logged, not raised
+    finally:
+        await store.aclose()
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="Redis URL"):
+        RedisSessionStore("http://:hunter2@127.0.0.1:1/0")
+    with pytest.raises(ValueError, match="timeout"):
+        RedisSessionStore("redis://127.0.0.1:1/0", timeout=0)
+    with pytest.raises(ValueError, match="prefix"):
+        RedisSessionStore("redis://127.0.0.1:1/0", prefix="")
+
+
+async def test_repr_names_no_url_or_password() -> None:
+    store = RedisSessionStore("redis://:hunter2@127.0.0.1:1/0", prefix="shop")
+    assert repr(store) == "RedisSessionStore(prefix='shop', down=False)"
+    await store.aclose()
+
+
+async def test_corpauth_uses_redis_when_configured(redis_url: str) -> None:
+    corpauth = CorpAuth(
+        settings(
+            redis_url=redis_url.replace("redis://", "redis://:@"),
+            redis_prefix="shop",
+            session_secret="0123456789abcdef0123",
+        )
+    )
+    store: Any = corpauth.sessions.store
+    assert isinstance(store, RedisSessionStore)
+    async with corpauth.lifespan():
+        assert corpauth.tokens._shared is not None
+        await store.set("session:x", {"v": 1}, ttl=5)
+    raw = aioredis.Redis.from_url(redis_url)
+    assert await raw.keys("*") == [b"shop:session:x"]
+    await raw.aclose()
+
+
+def test_corpauth_refuses_a_bad_redis_url_without_showing_it() -> None:
+    from fastapi_corpauth import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as info:
+        settings(redis_url="https://:hunter2@example.test")
+    assert info.value.variables == ("CORPAUTH_REDIS_URL",)
+    assert "hunter2" not in str(info.value)
+    with pytest.raises(ConfigurationError) as info:
+        CorpAuth(settings(redis_url="redis://:hunter2@127.0.0.1:notaport/0"))
+    assert "hunter2" not in str(info.value) + repr(info.value.__cause__)
