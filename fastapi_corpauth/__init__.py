@@ -17,6 +17,7 @@ from ._corpauth import (
 )
 from ._errors import (
     AuthorizationDenied,
+    BankApiUnavailable,
     CallbackInvalid,
     ConfigurationError,
     CorpAuthError,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ApiClientDependency",
     "AuthorizationDenied",
+    "BankApiUnavailable",
     "BearerTokenDependency",
     "CachePolicy",
     "CallbackInvalid",

@@ -15,7 +15,8 @@ down when they need to::
     │   ├── IssuerMismatch              the callback's iss names another server (RFC 9207)
     │   ├── AuthorizationDenied         the server sent an error (e.g. access_denied)
     │   └── CallbackInvalid             the callback's parameters are unusable
-    └── NotAuthenticated            no signed-in session for this request
+    ├── NotAuthenticated            no signed-in session for this request
+    └── BankApiUnavailable          the bank API could not be reached or timed out
 
 Messages never contain a secret or a token: they are safe to log and to show.
 Each error carries a stable ``code`` that the FastAPI edge returns to clients.
@@ -27,6 +28,7 @@ from typing import Literal
 
 __all__ = [
     "AuthorizationDenied",
+    "BankApiUnavailable",
     "CallbackInvalid",
     "ConfigurationError",
     "CorpAuthError",
@@ -178,3 +180,9 @@ class NotAuthenticated(CorpAuthError):
     """The request has no signed-in session (none, expired, or its token expired)."""
 
     code = "not_authenticated"
+
+
+class BankApiUnavailable(CorpAuthError):
+    """The bank API could not be reached or did not answer in time."""
+
+    code = "bank_api_unavailable"

@@ -14,6 +14,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from ._errors import (
+    BankApiUnavailable,
     ConfigurationError,
     CorpAuthError,
     CredentialsRejected,
@@ -55,6 +56,11 @@ def error_response(exc: CorpAuthError) -> ErrorResponse:
     if isinstance(exc, MalformedTokenResponse):
         return ErrorResponse(
             502, exc.code, "The bank's authorization server answered unexpectedly.", headers
+        )
+    if isinstance(exc, BankApiUnavailable):
+        headers["Retry-After"] = "5"
+        return ErrorResponse(
+            503, exc.code, "The bank's API is unavailable; try again later.", headers
         )
     if isinstance(exc, NotAuthenticated):
         return ErrorResponse(401, exc.code, "Sign in with the bank first.", headers)

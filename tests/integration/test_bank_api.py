@@ -210,3 +210,26 @@ async def test_without_lifespan_is_a_clear_503() -> None:
             response = await client.get(path)
             assert response.status_code == 503
             assert response.json()["detail"]["code"] == "configuration_error"
+
+
+async def test_unreachable_bank_api_is_a_503_with_code() -> None:
+    from fastapi_corpauth import CorpAuth
+    from tests.integration.conftest import build_app
+    from tests.support import TokenEndpoint, settings
+
+    endpoint = TokenEndpoint()
+    corpauth = CorpAuth(
+        settings(api_base_url="http://127.0.0.1:9/api"),
+        transport=endpoint.transport(),
+        api_transport=httpx.AsyncHTTPTransport(),  # real network: nothing listens on port 9
+    )
+    app = build_app(corpauth)
+    async with (
+        corpauth.lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client,
+    ):
+        response = await client.get("/accounts")
+        assert response.status_code == 503
+        assert response.json()["detail"]["code"] == "bank_api_unavailable"
+        assert response.headers["retry-after"] == "5"
+        assert endpoint.count == 1

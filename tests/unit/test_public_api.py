@@ -8,6 +8,7 @@ import fastapi_corpauth
 
 EXPECTED = {
     "AuthorizationDenied",
+    "BankApiUnavailable",
     "CallbackInvalid",
     "CookieOptions",
     "CurrentUserDependency",
