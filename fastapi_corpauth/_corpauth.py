@@ -14,7 +14,7 @@ from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
 
 from ._auth import BankTokenAuth
-from ._errors import ConfigurationError, CorpAuthError, NotAuthenticated
+from ._errors import BankApiUnavailable, ConfigurationError, CorpAuthError, NotAuthenticated
 from ._fastapi import http_exception
 from ._memory_store import MemorySessionStore
 from ._router import build_router, is_loopback, login_url, request_path
@@ -322,7 +322,9 @@ class ApiClientDependency:
 
     Paths are relative to ``api_base_url``; each request carries a valid token and is
     retried once with a fresh token if the bank answers 401. Token failures raised while
-    the route uses the client become 502/503 with a stable code.
+    the route uses the client become 502/503 with a stable code, and so does a bank API
+    that cannot be reached or times out (``bank_api_unavailable``), unless the route
+    handles ``httpx`` errors itself.
     """
 
     def __init__(self, corpauth: CorpAuth) -> None:
@@ -337,6 +339,9 @@ class ApiClientDependency:
             yield client
         except CorpAuthError as exc:
             raise http_exception(exc) from exc
+        except httpx.TransportError as exc:
+            error = BankApiUnavailable(f"bank API unreachable ({type(exc).__name__})")
+            raise http_exception(error) from exc
 
 
 class _SessionCookieScheme(SecurityBase):
