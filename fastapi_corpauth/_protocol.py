@@ -132,7 +132,7 @@ def jwt_claims_unverified(token: str) -> dict[str, Any] | None:
     payload = parts[1] + "=" * (-len(parts[1]) % 4)
     try:
         claims = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):  # nesting bombs too
         return None
     return claims if isinstance(claims, dict) else None
 
@@ -141,14 +141,14 @@ def _number(value: Any) -> float | None:
     """A finite non-negative number from a JSON number or numeric string, else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        result = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            result = float(value)  # OverflowError for an int beyond float's range
+        elif isinstance(value, str):
             result = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except (ValueError, OverflowError):
         return None
     return result if math.isfinite(result) and result >= 0 else None
 
@@ -170,7 +170,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 def _error_fields(body: bytes) -> tuple[str | None, str | None]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None, None
     if not isinstance(data, dict):
         return None, None
@@ -241,7 +241,7 @@ def parse_token_response(
         )
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedTokenResponse(
             "token endpoint did not answer with JSON", status_code=status_code
         ) from exc

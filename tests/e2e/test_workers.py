@@ -17,7 +17,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -139,9 +139,16 @@ def token_requests(idp: str) -> int:
 
 
 def measure_workers(idp: str, redis_url: str | None, workers: int) -> tuple[int, Counter[int]]:
+    """Load ``workers`` app processes round-robin; return the token requests and statuses.
+
+    Separate processes on separate ports, rather than ``uvicorn --workers``, so that every
+    worker is certain to get traffic: the kernel may hand a short burst to only some of
+    a shared socket's workers.
+    """
     httpx.post(idp + "/_dev/reset", timeout=5).raise_for_status()
-    with example_app(idp, redis_url, workers=workers) as (base, _):
-        statuses = asyncio.run(load([base + "/api/accounts"], LOAD_SECONDS))
+    with ExitStack() as stack:
+        bases = [stack.enter_context(example_app(idp, redis_url))[0] for _ in range(workers)]
+        statuses = asyncio.run(load([base + "/api/accounts" for base in bases], LOAD_SECONDS))
         return token_requests(idp), statuses
 
 
@@ -165,6 +172,7 @@ def test_workers_share_one_token_through_redis(
     assert set(statuses_local) == {200}, statuses_local
     # One token per refresh interval for the whole deployment, not one per worker.
     assert with_redis <= math.ceil(LOAD_SECONDS / REFRESH_AFTER) + 1
+    assert without_redis >= workers  # each process fetched its own
     assert with_redis < without_redis
 
 
