@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -39,21 +40,29 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
 @contextmanager
 def running(
     args: Sequence[str], *, ready_url: str, env: Mapping[str, str] | None = None
-) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``python args...`` from the project root until the block ends."""
+) -> Iterator[Path]:
+    """Run ``python args...`` from the project root until the block ends.
+
+    ``CORPAUTH_*`` variables of the test run are not inherited, only those in ``env``.
+    Yields the path of the process's stderr log (a file, so a chatty server can never
+    block on a full pipe); the log is removed afterwards.
+    """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORPAUTH_")}
     full_env.update(env or {})
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=full_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    with tempfile.NamedTemporaryFile(prefix="corpauth-e2e-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+    with log_path.open("wb") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
+        )
     try:
         wait_until_ready(ready_url, process)
-        yield process
+        yield log_path
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -62,5 +71,4 @@ def running(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
+        log_path.unlink(missing_ok=True)

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.processes import ROOT, free_port, wait_until_ready
+from tests.e2e.processes import free_port, running
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.e2e
@@ -43,38 +38,6 @@ CONCURRENCY = 100
 
 
 @contextmanager
-def serve(
-    args: Sequence[str], *, ready_url: str, env: Mapping[str, str] | None = None
-) -> Iterator[Path]:
-    """Run ``python args...`` until the block ends; yields the path of its stderr log."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORPAUTH_")}
-    full_env.update(env or {})
-    with tempfile.NamedTemporaryFile(prefix="corpauth-e2e-", suffix=".log", delete=False) as log:
-        log_path = Path(log.name)
-    with log_path.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, *args],
-            cwd=ROOT,
-            env=full_env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            start_new_session=True,
-        )
-    try:
-        wait_until_ready(ready_url, process)
-        yield log_path
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log_path.unlink(missing_ok=True)
-
-
-@contextmanager
 def devserver() -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -88,7 +51,7 @@ def devserver() -> Iterator[str]:
         "--client",
         f"{CLIENT_ID}:{CLIENT_SECRET}",
     ]
-    with serve(args, ready_url=base + "/_dev/stats"):
+    with running(args, ready_url=base + "/_dev/stats"):
         yield base
 
 
@@ -114,7 +77,7 @@ def example_app(idp: str, redis_url: str | None, *, workers: int = 1) -> Iterato
     base = f"http://127.0.0.1:{port}"
     args = ["-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--workers", str(workers), "--no-access-log"]
-    with serve(args, ready_url=base + "/", env=app_env(idp, redis_url)) as log:
+    with running(args, ready_url=base + "/", env=app_env(idp, redis_url)) as log:
         yield base, log
 
 
