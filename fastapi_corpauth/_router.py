@@ -13,7 +13,7 @@ import html
 import ipaddress
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import httpx
@@ -96,21 +96,92 @@ def _csp(script: str | None = None) -> str:
     )
 
 
+#: Redirects carry the strict policy too: nothing on them may load or run.
+_REDIRECT_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": _csp()}
+
+
 def build_router(corpauth: CorpAuth) -> APIRouter:
     """Build the sign-in routes for ``corpauth``; mount under any prefix."""
     router = APIRouter(tags=["sign-in"])
     handlers = _LoginHandlers(corpauth)
-    router.add_api_route("/login", handlers.login, methods=["GET"], name="corpauth:login")
-    router.add_api_route(
-        "/callback", handlers.callback_get, methods=["GET"], name="corpauth:callback"
+    cookie = _parameter(
+        corpauth.settings.session_cookie, "cookie", "The signed session cookie these routes set."
     )
+    next_param = _parameter("next", "query", "Same-site path to land on afterwards.")
     router.add_api_route(
-        "/callback", handlers.callback_post, methods=["POST"], name="corpauth:callback_post"
+        "/login",
+        handlers.login,
+        methods=["GET"],
+        name="corpauth:login",
+        openapi_extra=_openapi(
+            [next_param, _parameter("lang", "query", "Sign-in page language: en or ka."), cookie],
+            {"303": "To the bank's sign-in page."},
+        ),
+    )
+    callback_query = [
+        _parameter(name, "query", "Part of the bank's answer (query response mode).")
+        for name in CALLBACK_FIELDS
+    ]
+    router.add_api_route(
+        "/callback",
+        handlers.callback_get,
+        methods=["GET"],
+        name="corpauth:callback",
+        response_class=HTMLResponse,
+        openapi_extra=_openapi([*callback_query, cookie], _CALLBACK_RESPONSES),
+    )
+    form = {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in (*CALLBACK_FIELDS, _RELAY_MARKER)},
+    }
+    router.add_api_route(
+        "/callback",
+        handlers.callback_post,
+        methods=["POST"],
+        name="corpauth:callback_post",
+        response_class=HTMLResponse,
+        openapi_extra={
+            **_openapi([cookie], _CALLBACK_RESPONSES),
+            "requestBody": {
+                "content": {"application/x-www-form-urlencoded": {"schema": form}},
+                "required": True,
+            },
+        },
     )
     # One route per method: a shared route gives both the same OpenAPI operation id.
-    router.add_api_route("/logout", handlers.logout, methods=["GET"], name="corpauth:logout")
-    router.add_api_route("/logout", handlers.logout, methods=["POST"], name="corpauth:logout_post")
+    logout_doc = _openapi([next_param, cookie], {"303": "Signed out; to the landing page."})
+    for method, name in (("GET", "corpauth:logout"), ("POST", "corpauth:logout_post")):
+        router.add_api_route(
+            "/logout", handlers.logout, methods=[method], name=name, openapi_extra=logout_doc
+        )
     return router
+
+
+_CALLBACK_RESPONSES = {
+    "200": "A first-party page that relays the answer same-origin.",
+    "303": "Signed in; to the page named by next.",
+    "400": "Refused; X-CorpAuth-Error names the reason (state_*, callback_invalid, ...).",
+    "403": "Sign-in cancelled at the bank (authorization_denied).",
+    "503": "Token endpoint or session store unavailable.",
+}
+
+
+def _parameter(name: str, where: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": False,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _openapi(parameters: list[dict[str, Any]], responses: Mapping[str, str]) -> dict[str, Any]:
+    """The operation's documentation: the handlers read the raw request themselves."""
+    return {
+        "parameters": parameters,
+        "responses": {code: {"description": text} for code, text in responses.items()},
+    }
 
 
 class _LoginHandlers:
@@ -154,7 +225,7 @@ class _LoginHandlers:
             response_mode=settings.response_mode,
             code_challenge=challenge,
         )
-        response = RedirectResponse(url, status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(url, status_code=303, headers=_REDIRECT_HEADERS)
         if new_browser:
             self._corpauth.set_session_cookie(request, response, browser_id)
         return response
@@ -204,7 +275,7 @@ class _LoginHandlers:
                 post_logout_redirect_uri=base + target,
                 locale=settings.locale,
             )
-        response = RedirectResponse(target, status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(target, status_code=303, headers=_REDIRECT_HEADERS)
         self._corpauth.clear_session_cookie(request, response)
         return response
 
@@ -224,7 +295,7 @@ class _LoginHandlers:
             logger.info("sign-in refused: %s", exc.code)
             return self._error_page(request, exc)
         logger.info("customer signed in")
-        response = RedirectResponse(pending.next_url, status_code=303, headers=SECURITY_HEADERS)
+        response = RedirectResponse(pending.next_url, status_code=303, headers=_REDIRECT_HEADERS)
         corpauth.set_session_cookie(request, response, session_id)
         return response
 
