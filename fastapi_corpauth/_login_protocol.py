@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -216,8 +217,9 @@ def safe_redirect_target(target: str | None, *, default: str) -> str:
 
     Accepted: ``/path``, ``/path?query``, ``/path#frag``. Refused: absolute URLs and
     schemes, protocol-relative ``//host``, ``/\\host`` (browsers read a backslash as a
-    slash), encoded variants of those (``/%2F``, ``/%5C``), user-info, control
-    characters and whitespace, and anything not starting with a single ``/``.
+    slash), encoded variants of those (``/%2F``, ``/%5C``), dot segments, Unicode
+    look-alikes of ``/`` and ``\\``, user-info, control characters and whitespace, and
+    anything not starting with a single ``/``.
     """
     if not target or len(target) > 2048:
         return default
@@ -227,6 +229,14 @@ def safe_redirect_target(target: str | None, *, default: str) -> str:
     for _ in range(3):  # repeated decoding catches %252F and friends
         decoded = unquote(decoded)
     if decoded.startswith(("//", "/\\")) or "\\" in decoded or _CONTROL.search(decoded):
+        return default
+    # Dot segments: "/..//host" becomes "//host" wherever the path is normalised again.
+    path = decoded.partition("?")[0].partition("#")[0]
+    if any(segment in (".", "..") for segment in path.split("/")):
+        return default
+    # Compatibility forms of "/" and "\\" (fullwidth solidus...) that NFKC folds back.
+    folded = unicodedata.normalize("NFKC", decoded)
+    if folded.startswith(("//", "/\\")) or "\\" in folded:
         return default
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:

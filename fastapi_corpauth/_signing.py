@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from itsdangerous import BadData, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+from itsdangerous import (
+    BadData,
+    BadSignature,
+    SignatureExpired,
+    TimestampSigner,
+    URLSafeTimedSerializer,
+)
+from itsdangerous.encoding import base64_decode, base64_encode
 from pydantic import SecretStr
 
 from fastapi_corpauth._errors import ConfigurationError, CorpAuthError
@@ -132,6 +139,8 @@ class CookieSigner:
         if not value.isascii():
             raise CookieInvalid("signed value contains non-ASCII characters")
         try:
+            if not _canonical(value):
+                raise BadSignature("signed value is not in the form this signer writes")
             payload = self._serializer.loads(value, max_age=self._max_age)
         except SignatureExpired as exc:
             signed_at = exc.date_signed.timestamp() if exc.date_signed is not None else None
@@ -151,3 +160,19 @@ class CookieSigner:
             return self.unsign(value)
         except (CookieExpired, CookieInvalid):
             return None
+
+
+def _canonical(value: str) -> bool:
+    """Whether every part of ``value`` is base64 exactly as itsdangerous writes it.
+
+    Its decoder also takes padding and non-zero spare bits, so ``cookie + "="`` or a
+    flipped last character would verify as the same cookie: harmless, but a signed
+    value should have exactly one spelling.
+    """
+    parts = value.split(".")
+    if len(parts) != 3:
+        return False
+    try:
+        return all(base64_encode(base64_decode(part)).decode() == part for part in parts)
+    except BadData:
+        return False
