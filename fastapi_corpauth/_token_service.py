@@ -152,6 +152,13 @@ class TokenService:
             if token is not None and not token.is_expired(self._clock()):
                 return token
             raise
+        except asyncio.CancelledError:
+            # The shared fetch was cancelled by ``aclose`` (shutdown), not this caller:
+            # answer like an unavailable endpoint rather than cancelling the request.
+            current = asyncio.current_task()
+            if task.cancelled() and (current is None or current.cancelling() == 0):
+                raise TokenEndpointUnavailable("the token service is shutting down") from None
+            raise
 
     def invalidate(self, token: Token) -> bool:
         """Forget ``token`` if it is still the cached one (the bank rejected it).

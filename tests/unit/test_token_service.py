@@ -284,7 +284,20 @@ async def test_aclose_cancels_fetch_in_flight(make_service: Any) -> None:
     caller = asyncio.create_task(service.get_token())
     await started.wait()
     await service.aclose()
-    with pytest.raises(asyncio.CancelledError):
+    with pytest.raises(TokenEndpointUnavailable):  # a clear 503, not a cancelled request
         await caller
     with pytest.raises(RuntimeError):
         await service.get_token()
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_fetch(make_service: Any) -> None:
+    endpoint = TokenEndpoint(latency=0.05)
+    service = make_service(endpoint)
+    impatient = asyncio.create_task(service.get_token())
+    patient = asyncio.create_task(service.get_token())
+    await asyncio.sleep(0.01)
+    impatient.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await impatient
+    assert (await patient).access_token == "tok-1"
+    assert endpoint.count == 1
