@@ -27,6 +27,9 @@ __all__ = ["PendingLogin", "SessionManager", "SignedInUser"]
 logger = logging.getLogger("fastapi_corpauth.session")
 _T = TypeVar("_T")
 
+#: Seconds a pending sign-in is remembered after it expires, to name the failure.
+STATE_GRACE = 60.0
+
 #: Claims copied from the access token into the session for display (never trusted).
 PROFILE_CLAIMS = (
     "sub",
@@ -138,8 +141,11 @@ class SessionManager:
             "code_verifier": code_verifier,
             "locale": locale,
         }
-        # Kept twice as long as valid, so a late callback is told "expired", not "unknown".
-        await self._guard(self.store.set(_state_key(state), record, ttl=2 * self._state_max_age))
+        # Kept a little longer than valid, so a late callback is told "expired", not
+        # "unknown"; short-lived, so pending sign-ins never outlive (and, in a bounded
+        # store, never push out) the sessions of customers already signed in.
+        ttl = self._state_max_age + STATE_GRACE
+        await self._guard(self.store.set(_state_key(state), record, ttl=ttl))
         return state
 
     async def consume_state(self, *, state: str | None, browser_id: str | None) -> PendingLogin:
@@ -158,7 +164,12 @@ class SessionManager:
         if record.get("used"):
             raise StateError("this sign-in was already completed", problem="reused")
         now = self._clock()
-        await self._guard(self.store.set(key, {"used": True}, ttl=2 * self._state_max_age))
+        # The "used" marker is brief: it only names a quick replay ("reused"), and it must
+        # expire before the sessions of a burst of sign-ins, which a bounded store would
+        # otherwise evict first (it evicts whatever expires soonest).
+        remaining = float(record["expires_at"]) - now
+        marker_ttl = max(1.0, min(remaining, STATE_GRACE))
+        await self._guard(self.store.set(key, {"used": True}, ttl=marker_ttl))
         if now >= float(record["expires_at"]):
             raise StateError("this sign-in took too long and expired", problem="expired")
         expected = str(record["browser"]).encode()

@@ -121,3 +121,38 @@ async def test_rejects_a_record_that_is_not_a_mapping() -> None:
 def test_rejects_a_bound_below_one() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         MemorySessionStore(max_entries=0)
+
+
+async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
+    """Completed sign-ins leave markers; they must not push out the sessions they made."""
+    from fastapi_corpauth._sessions import SessionManager
+    from fastapi_corpauth._token import Token
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    store = MemorySessionStore(max_entries=200, clock=clock)
+    sessions = SessionManager(store=store, session_max_age=28800, state_max_age=600, clock=clock)
+    made = []
+    for n in range(1000):
+        state = await sessions.begin_login(
+            browser_id=f"b{n}",
+            next_url="/",
+            redirect_uri="http://localhost/cb",
+            response_type="token",
+            code_verifier=None,
+            locale="en",
+        )
+        clock.advance(0.01)
+        await sessions.consume_state(state=state, browser_id=f"b{n}")
+        now = clock()
+        token = Token(
+            access_token=f"t{n}",
+            token_type="Bearer",
+            issued_at=now,
+            expires_at=now + 300,
+        )
+        made.append(await sessions.create_session(token=token, replaces=f"b{n}"))
+    assert len(store) <= 200
+    newest = made[-50:]
+    kept = [await sessions.load_user(session_id) for session_id in newest]
+    assert all(user is not None for user in kept)
