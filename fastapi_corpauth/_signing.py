@@ -16,6 +16,7 @@ import hashlib
 import math
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,8 @@ __all__ = [
 
 #: Longest signed value ``unsign`` will look at; browsers cap a cookie at about 4 KiB.
 MAX_SIGNED_LENGTH = 4096
+#: Verified cookies remembered, so a browser's every request does not redo the HMAC.
+VERIFIED_CACHE_SIZE = 4096
 
 
 class CookieExpired(CorpAuthError):
@@ -113,12 +116,16 @@ class CookieSigner:
         self._key_count = len(keys)
         # Timestamps are whole seconds, so "age > max_age" equals "age > floor(max_age)".
         self._max_age = math.floor(max_age)
+        self._clock = clock
         self._serializer = URLSafeTimedSerializer(
             keys,
             salt=salt,
             signer=_ClockedSigner,
             signer_kwargs={"digest_method": hashlib.sha256, "clock": clock},
         )
+        # Exact cookie strings already verified under these keys -> (value, signed_at).
+        # The keys never change for an instance, so only the age needs checking again.
+        self._verified: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(keys={self._key_count}, salt={self._salt!r})"
@@ -134,6 +141,14 @@ class CookieSigner:
         ``CookieInvalid`` for anything else that is not a current signature of ours.
         Messages never include the cookie.
         """
+        known = self._verified.get(value)
+        if known is not None:
+            payload, signed_at = known
+            age = int(self._clock()) - signed_at
+            if 0 <= age <= self._max_age:
+                self._verified.move_to_end(value)
+                return payload
+            del self._verified[value]
         if len(value) > MAX_SIGNED_LENGTH:
             raise CookieInvalid(f"signed value longer than {MAX_SIGNED_LENGTH} characters")
         if not value.isascii():
@@ -141,14 +156,19 @@ class CookieSigner:
         try:
             if not _canonical(value):
                 raise BadSignature("signed value is not in the form this signer writes")
-            payload = self._serializer.loads(value, max_age=self._max_age)
+            payload, signed = self._serializer.loads(
+                value, max_age=self._max_age, return_timestamp=True
+            )
         except SignatureExpired as exc:
-            signed_at = exc.date_signed.timestamp() if exc.date_signed is not None else None
-            raise CookieExpired("session cookie expired", signed_at=signed_at) from exc
+            when = exc.date_signed.timestamp() if exc.date_signed is not None else None
+            raise CookieExpired("session cookie expired", signed_at=when) from exc
         except BadData as exc:
             raise CookieInvalid("session cookie signature is invalid") from exc
         if not isinstance(payload, str):
             raise CookieInvalid("session cookie does not hold a session id")
+        self._verified[value] = (payload, int(signed.timestamp()))
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
         return payload
 
     def load(self, value: str | None) -> str | None:

@@ -259,3 +259,32 @@ def test_no_one_character_change_yields_another_value(position: int, replacement
     # Either rejected, or (a change in the ignored low bits of a base64 part's last
     # character) the very same session id: never another value.
     assert signer.load(value) in (None, SESSION_ID)
+
+
+def test_a_remembered_cookie_still_expires() -> None:
+    """Verified cookies are remembered for speed, but their age is checked every time."""
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    signer = CookieSigner(secret_keys=["k" * 32], salt="s", max_age=60, clock=clock)
+    cookie = signer.sign("session-id")
+    assert signer.unsign(cookie) == "session-id"
+    clock.advance(30)
+    assert signer.unsign(cookie) == "session-id"  # served from the verified cache
+    clock.advance(31)
+    with pytest.raises(CookieExpired):
+        signer.unsign(cookie)
+    with pytest.raises(CookieExpired):
+        signer.unsign(cookie)
+
+
+def test_a_remembered_cookie_is_not_valid_for_another_signer() -> None:
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    old = CookieSigner(secret_keys=["k" * 32], salt="s", max_age=60, clock=clock)
+    new = CookieSigner(secret_keys=["n" * 32], salt="s", max_age=60, clock=clock)
+    cookie = old.sign("session-id")
+    assert old.unsign(cookie) == "session-id"
+    with pytest.raises(CookieInvalid):
+        new.unsign(cookie)
