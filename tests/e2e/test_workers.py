@@ -86,7 +86,11 @@ async def load(
 ) -> Counter[int]:
     """Rounds of ``CONCURRENCY`` concurrent GETs over ``paths`` for ``seconds``."""
     statuses: Counter[int] = Counter()
-    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+    # Idle connections are dropped well before uvicorn's 5 s keep-alive timeout, so the
+    # client never sends on a connection the server is closing at that very moment.
+    limits = httpx.Limits(
+        max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY, keepalive_expiry=1.0
+    )
     async with httpx.AsyncClient(limits=limits, timeout=10, headers=headers) as client:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
