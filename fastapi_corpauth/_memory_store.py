@@ -35,10 +35,11 @@ class MemorySessionStore:
 
     Expired entries are never returned, and each write purges up to a few of them, so
     memory follows the live sessions without any background task. When ``max_entries``
-    is reached, the entry closest to expiry is evicted to make room; expired entries
-    are always the closest, so they go first. (Closest to expiry rather than least
-    recently used: a pending sign-in state is short-lived and cheap to redo, a session
-    is not, and a flood of new sign-ins should not push out signed-in customers.)
+    is reached, an entry is evicted to make room: an expired one if any, else the
+    entry closest to expiry among keys starting with one of ``evict_first`` (by default
+    pending sign-in states, ``state:``), else the entry closest to expiry. A pending
+    sign-in is cheap to redo and a session is not, so a flood of ``/login`` requests
+    cannot push out signed-in customers, however long a state outlives a session.
 
     Records are stored as JSON, which both copies them and checks that they will
     survive a store that serialises (e.g. Redis): ``set`` raises ``TypeError`` for a
@@ -47,15 +48,22 @@ class MemorySessionStore:
     """
 
     def __init__(
-        self, *, max_entries: int = 10_000, clock: Callable[[], float] = time.time
+        self,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.time,
+        evict_first: tuple[str, ...] = ("state:",),
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self._max_entries = max_entries
         self._clock = clock
+        self._evict_first = evict_first
         self._entries: dict[str, _Entry] = {}
-        # (expires_at, seq, key), with stale items for overwritten or removed keys.
+        # (expires_at, seq, key), with stale items for overwritten or removed keys; the
+        # second heap holds the same items for the keys that are evicted first.
         self._heap: list[tuple[float, int, str]] = []
+        self._cheap: list[tuple[float, int, str]] = []
         self._seq = itertools.count()
 
     def __len__(self) -> int:
@@ -83,11 +91,14 @@ class MemorySessionStore:
         self._purge(now, _PURGE_PER_WRITE)
         if key not in self._entries:
             while len(self._entries) >= self._max_entries:
-                self._purge(math.inf, 1)  # evict whatever expires first
+                self._evict_one(now)
         entry = _Entry(now + ttl, next(self._seq), payload)
         self._entries[key] = entry
-        heapq.heappush(self._heap, (entry.expires_at, entry.seq, key))
-        if len(self._heap) > 2 * len(self._entries) + 64:
+        item = (entry.expires_at, entry.seq, key)
+        heapq.heappush(self._heap, item)
+        if key.startswith(self._evict_first):
+            heapq.heappush(self._cheap, item)
+        if len(self._heap) + len(self._cheap) > 3 * len(self._entries) + 64:
             self._compact()
 
     async def pop(self, key: str) -> dict[str, Any] | None:
@@ -105,6 +116,7 @@ class MemorySessionStore:
         """Drop every entry."""
         self._entries.clear()
         self._heap.clear()
+        self._cheap.clear()
 
     def _live(self, key: str) -> _Entry | None:
         entry = self._entries.get(key)
@@ -126,14 +138,31 @@ class MemorySessionStore:
                 del entries[key]
                 limit -= 1
 
+    def _evict_one(self, now: float) -> None:
+        """Remove one entry: expired first, then a cheap key, then the soonest to expire."""
+        heap, entries = self._heap, self._entries
+        if heap and heap[0][0] <= now:
+            self._purge(now, 1)
+            return
+        cheap = self._cheap
+        while cheap:
+            _, seq, key = heapq.heappop(cheap)
+            entry = entries.get(key)
+            if entry is not None and entry.seq == seq:
+                del entries[key]
+                return
+        self._purge(math.inf, 1)
+
     def _compact(self) -> None:
-        """Rebuild the heap from the live entries, dropping stale items.
+        """Rebuild the heaps from the live entries, dropping stale items.
 
         Runs when stale items outnumber live ones, so its cost is amortised over the
-        writes that made them and the heap stays proportional to the entries.
+        writes that made them and the heaps stay proportional to the entries.
         """
         self._heap = [(e.expires_at, e.seq, key) for key, e in self._entries.items()]
         heapq.heapify(self._heap)
+        self._cheap = [item for item in self._heap if item[2].startswith(self._evict_first)]
+        heapq.heapify(self._cheap)
 
 
 def _encode(record: Record) -> str:

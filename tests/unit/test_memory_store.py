@@ -156,3 +156,30 @@ async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
     newest = made[-50:]
     kept = [await sessions.load_user(session_id) for session_id in newest]
     assert all(user is not None for user in kept)
+
+
+async def test_a_login_flood_cannot_push_out_sessions() -> None:
+    """Pending states outlive short sessions, yet they are evicted first when full."""
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    store = MemorySessionStore(max_entries=100, clock=clock)
+    for n in range(50):
+        await store.set(f"session:{n}", {"n": n}, ttl=300)
+    for n in range(5000):
+        await store.set(f"state:{n}", {"n": n}, ttl=660)
+    assert len(store) <= 100
+    assert all([await store.get(f"session:{n}") is not None for n in range(50)])
+    assert await store.get("state:4999") is not None  # the newest states are kept
+
+
+async def test_without_cheap_keys_the_soonest_to_expire_goes() -> None:
+    from tests.support import FakeClock
+
+    clock = FakeClock()
+    store = MemorySessionStore(max_entries=2, clock=clock, evict_first=())
+    await store.set("session:a", {}, ttl=100)
+    await store.set("state:b", {}, ttl=600)
+    await store.set("session:c", {}, ttl=300)
+    assert await store.get("session:a") is None
+    assert await store.get("state:b") is not None
