@@ -8,9 +8,9 @@ compare-and-delete (``fastapi_corpauth.redis.RedisTokenCache`` implements it on 
 
 from __future__ import annotations
 
-import hashlib
 from typing import Protocol, runtime_checkable
 
+from ._login_protocol import fingerprint
 from ._token import Token
 
 __all__ = ["SharedTokenCache", "token_fingerprint"]
@@ -18,7 +18,7 @@ __all__ = ["SharedTokenCache", "token_fingerprint"]
 
 def token_fingerprint(token: Token) -> str:
     """A one-way name for ``token``: tells tokens apart without holding them."""
-    return hashlib.sha256(token.access_token.encode("utf-8")).hexdigest()[:32]
+    return fingerprint(token.access_token)[:32]
 
 
 @runtime_checkable
