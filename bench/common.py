@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -345,6 +346,23 @@ class Devserver:
             "CORPAUTH_SESSION_SECRET": SESSION_SECRET,
             **extra,
         }
+
+
+def relayed_callback(login: httpx.Response, token: Mapping[str, Any]) -> dict[str, str]:
+    """The form the fragment relay page POSTs to ``/auth/callback`` after ``/auth/login``.
+
+    ``token`` is a devserver token response; the state comes from the login redirect.
+    """
+    if login.status_code != 303:
+        raise RuntimeError(f"/auth/login answered {login.status_code}")
+    state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
+    return {
+        "access_token": str(token["access_token"]),
+        "token_type": "Bearer",
+        "expires_in": str(token["expires_in"]),
+        "state": state,
+        "corpauth_relay": "fragment",
+    }
 
 
 def rss_kib(pid: int) -> int:

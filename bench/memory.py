@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -28,6 +27,7 @@ from .common import (
     free_port,
     processes,
     ratio,
+    relayed_callback,
     rss_kib,
     start_uvicorn,
 )
@@ -52,20 +52,11 @@ async def sign_ins(
 
         async def one() -> str:
             login = await http.get(base + "/auth/login?next=/")
-            if login.status_code != 303:
-                raise RuntimeError(f"/auth/login answered {login.status_code}")
-            browser = login.cookies[COOKIE]
-            state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
+            form = relayed_callback(login, token)
             done_ = await http.post(
                 base + "/auth/callback",
-                data={
-                    "access_token": str(token["access_token"]),
-                    "token_type": "Bearer",
-                    "expires_in": str(token["expires_in"]),
-                    "state": state,
-                    "corpauth_relay": "fragment",
-                },
-                headers={"Cookie": f"{COOKIE}={browser}"},
+                data=form,
+                headers={"Cookie": f"{COOKIE}={login.cookies[COOKIE]}"},
             )
             if done_.status_code != 303:
                 raise RuntimeError(f"/auth/callback answered {done_.status_code}")

@@ -4,7 +4,6 @@ endpoint and against Starlette's ``SessionMiddleware`` holding the same user rec
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -18,6 +17,7 @@ from .common import (
     load_summary,
     paired_ratio,
     processes,
+    relayed_callback,
     start_devserver,
     start_uvicorn,
     throughput,
@@ -43,19 +43,7 @@ def sign_in_with(app: str, token: dict[str, object], client: httpx.Client | None
     try:
         http.cookies.clear()
         login = http.get(app + "/auth/login?next=/me")
-        if login.status_code != 303:
-            raise RuntimeError(f"/auth/login answered {login.status_code}")
-        state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
-        done = http.post(
-            app + "/auth/callback",
-            data={
-                "access_token": str(token["access_token"]),
-                "token_type": "Bearer",
-                "expires_in": str(token["expires_in"]),
-                "state": state,
-                "corpauth_relay": "fragment",
-            },
-        )
+        done = http.post(app + "/auth/callback", data=relayed_callback(login, token))
         if done.status_code != 303:
             raise RuntimeError(f"/auth/callback answered {done.status_code}")
         cookie = http.cookies.get(COOKIE)

@@ -37,9 +37,9 @@ class MemorySessionStore:
     memory follows the live sessions without any background task. When ``max_entries``
     is reached, an entry is evicted to make room: an expired one if any, else the
     entry closest to expiry among keys starting with one of ``evict_first`` (by default
-    pending sign-in states, ``state:``), else the entry closest to expiry. A pending
-    sign-in is cheap to redo and a session is not, so a flood of ``/login`` requests
-    cannot push out signed-in customers, however long a state outlives a session.
+    the markers of completed sign-ins, ``used:``, which only serve to name a replay),
+    else the entry closest to expiry. Pending sign-ins are not preferred for eviction:
+    at capacity, that would fail the sign-ins in flight one after another.
 
     Records are stored as JSON, which both copies them and checks that they will
     survive a store that serialises (e.g. Redis): ``set`` raises ``TypeError`` for a
@@ -52,7 +52,7 @@ class MemorySessionStore:
         *,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.time,
-        evict_first: tuple[str, ...] = ("state:",),
+        evict_first: tuple[str, ...] = ("used:",),
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")

@@ -157,19 +157,17 @@ class SessionManager:
         """
         if not state:
             raise StateError("the callback carries no state", problem="missing")
-        key = _state_key(state)
-        record = await self._guard(self.store.pop(key))
+        record = await self._guard(self.store.pop(_state_key(state)))
         if record is None:
+            if await self._guard(self.store.get(_used_key(state))) is not None:
+                raise StateError("this sign-in was already completed", problem="reused")
             raise StateError("this sign-in was not started here", problem="unknown")
-        if record.get("used"):
-            raise StateError("this sign-in was already completed", problem="reused")
         now = self._clock()
-        # The "used" marker is brief: it only names a quick replay ("reused"), and it must
-        # expire before the sessions of a burst of sign-ins, which a bounded store would
-        # otherwise evict first (it evicts whatever expires soonest).
+        # The "used" marker is brief: it only names a quick replay ("reused"). It has
+        # its own key prefix so that a full in-process store drops markers first.
         remaining = float(record["expires_at"]) - now
         marker_ttl = max(1.0, min(remaining, STATE_GRACE))
-        await self._guard(self.store.set(key, {"used": True}, ttl=marker_ttl))
+        await self._guard(self.store.set(_used_key(state), {"used": True}, ttl=marker_ttl))
         if now >= float(record["expires_at"]):
             raise StateError("this sign-in took too long and expired", problem="expired")
         expected = str(record["browser"]).encode()
@@ -283,6 +281,10 @@ class SessionManager:
 
 def _state_key(state: str) -> str:
     return "state:" + fingerprint(state)
+
+
+def _used_key(state: str) -> str:
+    return "used:" + fingerprint(state)
 
 
 def _session_key(session_id: str) -> str:

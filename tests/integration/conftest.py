@@ -97,3 +97,10 @@ async def make_harness() -> AsyncIterator[MakeHarness]:
 
 
 ALL_FLAVOURS = sorted(FLAVOURS)
+
+
+@pytest.fixture(params=ALL_FLAVOURS)
+def flavour_name(request: pytest.FixtureRequest) -> str:
+    """Each Keycloak flavour of the development server in turn."""
+    name: str = request.param
+    return name

@@ -16,6 +16,7 @@ import pytest
 from fastapi import FastAPI
 
 from fastapi_corpauth.devserver import FLAVOURS, DevClient, DevServerState, create_devserver
+from tests.support import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -27,25 +28,6 @@ CLIENTS = (
     DevClient(client_id="special", client_secret=SPECIAL_SECRET),
     DevClient(client_id="no-sa", client_secret="s", service_accounts_enabled=False),
 )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(params=sorted(FLAVOURS))
-def flavour_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.5
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @asynccontextmanager
@@ -107,7 +89,7 @@ def assert_keycloak_error(
 
 async def test_success_body_matches_flavour(flavour_name: str) -> None:
     flavour = FLAVOURS[flavour_name]
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, _ = devserver(flavour_name, clock=clock, token_lifetime=1800)
     async with serve(app) as client:
         response = await request_token(client)
@@ -512,7 +494,7 @@ async def test_api_rejects_foreign_and_garbage_tokens(flavour_name: str) -> None
 
 
 async def test_api_rejects_expired_tokens(flavour_name: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, _ = devserver(flavour_name, clock=clock, token_lifetime=30)
     async with serve(app) as client:
         token = (await request_token(client)).json()["access_token"]
@@ -534,7 +516,7 @@ async def test_legacy_refresh_token_is_not_accepted_by_the_api() -> None:
 
 
 async def test_push_not_before_via_object(flavour_name: str) -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, state = devserver(flavour_name, clock=clock)
     async with serve(app) as client:
         revoked = (await request_token(client)).json()["access_token"]
@@ -639,7 +621,7 @@ async def test_latency_fault_delays_a_normal_answer() -> None:
 
 async def test_expired_token_fault(flavour_name: str) -> None:
     flavour = FLAVOURS[flavour_name]
-    app, state = devserver(flavour_name, clock=FakeClock())
+    app, state = devserver(flavour_name, clock=FakeClock(1_700_000_000.5))
     state.set_faults(expired_token=True, count=1)
     async with serve(app) as client:
         body = (await request_token(client)).json()

@@ -23,6 +23,7 @@ from fastapi_corpauth.devserver import (
     DevUser,
     create_devserver,
 )
+from tests.support import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -61,20 +62,6 @@ USERS = (
     ),
     DevUser(username="giorgi", password="secret", user_id="user-42"),
 )
-
-
-@pytest.fixture(params=sorted(FLAVOURS))
-def flavour_name(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.5
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def devserver(flavour: str = "modern", **kwargs: Any) -> tuple[FastAPI, DevServerState]:
@@ -513,7 +500,7 @@ def check_implicit_result(
 
 
 async def test_implicit_sign_in_answers_in_the_fragment(flavour_name: str) -> None:
-    app, state = devserver(flavour_name, clock=FakeClock())
+    app, state = devserver(flavour_name, clock=FakeClock(1_700_000_000.5))
     async with serve(app) as client:
         response = await sign_in(client)
     assert redirect_target(response) == LOCAL_CALLBACK
@@ -624,7 +611,7 @@ async def test_wrong_credentials_show_the_page_again(locale: str, message: str) 
 
 
 async def test_expired_or_unknown_login_page() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, _ = devserver(clock=clock)
     async with serve(app) as client:
         page = await authorize(client)
@@ -663,7 +650,7 @@ async def test_sso_session_skips_the_form() -> None:
 
 
 async def test_sso_cookie_is_per_browser_and_must_be_live() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, _ = devserver(clock=clock)
     async with serve(app) as client:
         await sign_in(client)
@@ -745,7 +732,7 @@ async def exchange(
 
 async def test_code_flow_with_pkce(flavour_name: str) -> None:
     flavour = FLAVOURS[flavour_name]
-    app, state = devserver(flavour_name, clock=FakeClock(), token_lifetime=300)
+    app, state = devserver(flavour_name, clock=FakeClock(1_700_000_000.5), token_lifetime=300)
     async with serve(app) as client:
         response = await sign_in(
             client,
@@ -884,7 +871,7 @@ async def test_code_exchange_failures(
 
 
 async def test_code_is_single_use_and_expires() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, _ = devserver(clock=clock)
     async with serve(app) as client:
         code = await get_code(client)
@@ -958,7 +945,7 @@ async def test_user_token_is_accepted_by_the_api_and_revoked_by_push(flavour_nam
 
 
 async def test_implicit_user_token_expires_by_the_clock() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     app, _ = devserver(clock=clock)
     async with serve(app) as client:
         token = await implicit_token(client)

@@ -40,17 +40,10 @@ from fastapi_corpauth.devserver._jwt import InvalidJWT, b64url_encode, sign_jwt,
 from fastapi_corpauth.devserver._pages import origin_of
 from fastapi_corpauth.devserver._sessions import ExpiringStore
 from fastapi_corpauth.devserver._state import DEFAULT_ACCOUNTS
+from tests.support import FakeClock
 
 KEY = b"k" * 32
 SPECIAL_SECRET = "a+b%c:d é ✓"
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_700_000_000.25) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def basic_header(client_id: str, secret: str, *, rfc_encode: bool) -> str:
@@ -67,7 +60,7 @@ def make_state(
         clients=[DevClient(client_id="corp-app", client_secret="dev-secret")],
         flavour=FLAVOURS[flavour],
         token_lifetime=lifetime,
-        clock=clock or FakeClock(),
+        clock=clock or FakeClock(1_700_000_000.5),
         signing_key=KEY,
         accounts=DEFAULT_ACCOUNTS,
     )
@@ -262,7 +255,7 @@ def issue(state: DevServerState) -> str:
 
 
 def test_token_expires_by_the_injected_clock() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     state = make_state(clock=clock, lifetime=60)
     token = issue(state)
     clock.now += 59.9
@@ -272,7 +265,7 @@ def test_token_expires_by_the_injected_clock() -> None:
 
 
 def test_push_revokes_tokens_of_the_same_second_but_not_later_ones() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     state = make_state(clock=clock)
     before = issue(state)
     state.push_not_before()
@@ -284,7 +277,7 @@ def test_push_revokes_tokens_of_the_same_second_but_not_later_ones() -> None:
 
 
 def test_expiry_is_reported_before_revocation() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     state = make_state(clock=clock)
     token = issue(state)
     state.push_not_before()
@@ -293,7 +286,7 @@ def test_expiry_is_reported_before_revocation() -> None:
 
 
 def test_token_of_a_sibling_server_with_the_same_key_uses_its_claims() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     issuer_state, verifier_state = make_state(clock=clock), make_state(clock=clock)
     token = issue(issuer_state)
     assert isinstance(verifier_state.check_access_token(token), dict)
@@ -314,7 +307,7 @@ def test_legacy_refresh_token_is_not_an_access_token() -> None:
 
 
 def test_registry_forgets_expired_tokens_only() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     state = make_state(clock=clock, lifetime=10)
     old_tokens = [issue(state) for _ in range(1100)]
     clock.now += 11
@@ -470,7 +463,7 @@ def test_append_query(url: str, params: list[tuple[str, str]], expected: str) ->
 
 
 def test_expiring_store_single_use_and_expiry() -> None:
-    clock = FakeClock()
+    clock = FakeClock(1_700_000_000.5)
     store: ExpiringStore[str] = ExpiringStore(clock)
     key = store.add("value", lifetime=10)
     assert len(key) >= 40
