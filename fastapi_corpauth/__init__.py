@@ -6,7 +6,9 @@ from ._config import (
     CookieOptions,
     Endpoints,
     RetryPolicy,
+    SignInOptions,
     Timeouts,
+    VerificationPolicy,
 )
 from ._corpauth import (
     ApiClientDependency,
@@ -14,6 +16,7 @@ from ._corpauth import (
     CorpAuth,
     CurrentUserDependency,
     OptionalUserDependency,
+    VerifiedBearerDependency,
 )
 from ._errors import (
     AuthorizationDenied,
@@ -22,21 +25,28 @@ from ._errors import (
     ConfigurationError,
     CorpAuthError,
     CredentialsRejected,
+    EndpointNotFound,
+    InvalidToken,
     IssuerMismatch,
     LoginError,
     MalformedTokenResponse,
     NotAuthenticated,
+    ResponseModeMismatch,
     StateError,
     TokenEndpointUnavailable,
     TokenError,
+    VerificationError,
+    VerificationUnavailable,
 )
 from ._fastapi import corpauth_exception_handler
 from ._memory_store import MemorySessionStore
+from ._metadata import ProviderMetadata
 from ._sessions import SignedInUser
 from ._settings import CorpAuthSettings
 from ._store import SessionStore, StoreUnavailable
 from ._token import Token
 from ._token_service import TokenService
+from ._verification import VerifiedToken
 
 __version__ = "0.1.0"
 
@@ -55,15 +65,20 @@ __all__ = [
     "CorpAuthSettings",
     "CredentialsRejected",
     "CurrentUserDependency",
+    "EndpointNotFound",
     "Endpoints",
+    "InvalidToken",
     "IssuerMismatch",
     "LoginError",
     "MalformedTokenResponse",
     "MemorySessionStore",
     "NotAuthenticated",
     "OptionalUserDependency",
+    "ProviderMetadata",
+    "ResponseModeMismatch",
     "RetryPolicy",
     "SessionStore",
+    "SignInOptions",
     "SignedInUser",
     "StateError",
     "StoreUnavailable",
@@ -72,6 +87,11 @@ __all__ = [
     "TokenEndpointUnavailable",
     "TokenError",
     "TokenService",
+    "VerificationError",
+    "VerificationPolicy",
+    "VerificationUnavailable",
+    "VerifiedBearerDependency",
+    "VerifiedToken",
     "__version__",
     "corpauth_exception_handler",
 ]

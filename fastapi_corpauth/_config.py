@@ -12,13 +12,17 @@ from typing import Literal
 from pydantic import SecretStr
 
 __all__ = [
+    "ASYMMETRIC_ALGORITHMS",
     "CachePolicy",
     "ClientAuthMethod",
     "ClientCredentials",
     "CookieOptions",
     "Endpoints",
     "RetryPolicy",
+    "SignInOptions",
     "Timeouts",
+    "VerificationMode",
+    "VerificationPolicy",
 ]
 
 #: ``client_secret_basic`` sends RFC 6749 §2.3.1 HTTP Basic (form-urlencoded id and secret);
@@ -36,12 +40,18 @@ class ClientCredentials:
 
 @dataclass(frozen=True, kw_only=True)
 class Endpoints:
-    """The authorization server's endpoints, all absolute URLs."""
+    """The authorization server's endpoints, all absolute URLs.
+
+    ``from_issuer`` gives Keycloak's documented paths: the fallback used while the
+    issuer's discovery document cannot be read, and the defaults discovery overrides.
+    """
 
     issuer: str
     authorize_url: str
     token_url: str
     logout_url: str
+    jwks_url: str | None = None
+    introspection_url: str | None = None
 
     @classmethod
     def from_issuer(
@@ -51,6 +61,8 @@ class Endpoints:
         authorize_url: str | None = None,
         token_url: str | None = None,
         logout_url: str | None = None,
+        jwks_url: str | None = None,
+        introspection_url: str | None = None,
     ) -> Endpoints:
         """Derive Keycloak's endpoints from a realm URL, keeping any explicit override."""
         base = issuer.rstrip("/") + "/protocol/openid-connect"
@@ -59,7 +71,63 @@ class Endpoints:
             authorize_url=authorize_url or f"{base}/auth",
             token_url=token_url or f"{base}/token",
             logout_url=logout_url or f"{base}/logout",
+            jwks_url=jwks_url or f"{base}/certs",
+            introspection_url=introspection_url or f"{base}/token/introspect",
         )
+
+
+#: How a token that arrives from outside is checked: ``auto`` verifies a JWS against the
+#: issuer's published keys and asks the introspection endpoint about anything else;
+#: ``jwt`` and ``introspection`` use one method only. Verification cannot be turned off.
+VerificationMode = Literal["auto", "jwt", "introspection"]
+
+#: The signature algorithms a token may use: asymmetric only. ``none`` and the HMAC
+#: family are never accepted, whatever a token's header says, so a public key can never
+#: be misused as an HMAC secret.
+ASYMMETRIC_ALGORITHMS: tuple[str, ...] = (
+    "RS256",
+    "RS384",
+    "RS512",
+    "PS256",
+    "PS384",
+    "PS512",
+    "ES256",
+    "ES384",
+    "ES512",
+    "EdDSA",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerificationPolicy:
+    """How tokens that arrive through the browser or an ``Authorization`` header are
+    verified before anything trusts them.
+
+    ``algorithms`` is the allow-list (a subset of ``ASYMMETRIC_ALGORITHMS``); ``leeway``
+    is the clock skew, in seconds, tolerated on ``exp`` and ``nbf``. The issuer's keys
+    are cached and read again after ``keys_max_age`` seconds; a token signed with a key
+    the cache does not know makes it read them at once, but at most once every
+    ``key_refetch_interval`` seconds, so random ``kid`` values cannot turn the app into an
+    amplifier against the bank.
+
+    Raises:
+        ValueError: an algorithm outside ``ASYMMETRIC_ALGORITHMS``, or a negative time.
+    """
+
+    mode: VerificationMode = "auto"
+    algorithms: tuple[str, ...] = ASYMMETRIC_ALGORITHMS
+    leeway: float = 10.0
+    key_refetch_interval: float = 10.0
+    keys_max_age: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if not self.algorithms:
+            raise ValueError("at least one signature algorithm must be allowed")
+        refused = [alg for alg in self.algorithms if alg not in ASYMMETRIC_ALGORITHMS]
+        if refused:
+            raise ValueError(f"only asymmetric signature algorithms are allowed, not {refused}")
+        if min(self.leeway, self.key_refetch_interval, self.keys_max_age) < 0:
+            raise ValueError("verification times must not be negative")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,3 +188,26 @@ class CookieOptions:
     secure: bool | None = None
     samesite: Literal["lax", "strict"] = "lax"
     max_age: int = 8 * 3600
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignInOptions:
+    """How customers sign in through the browser.
+
+    ``response_type`` is ``token`` (implicit, as the bank documents) or ``code``;
+    ``response_mode`` None leaves the flow's default (fragment for ``token``, query for
+    ``code``), and the answer is accepted only in that mode. ``redirect_uri`` None derives
+    the callback URL from the request. ``openid`` in ``scope`` adds a ``nonce`` that the
+    code flow's ID token must carry. ``default_token_lifetime`` is assumed when neither
+    ``expires_in`` nor the token says when it expires.
+    """
+
+    response_type: Literal["token", "code"] = "token"
+    response_mode: Literal["fragment", "form_post", "query"] | None = None
+    scope: str = "corp"
+    locale: Literal["en", "ka"] = "en"
+    redirect_uri: str | None = None
+    post_login_url: str = "/"
+    post_logout_url: str = "/"
+    logout_at_provider: bool = False
+    default_token_lifetime: float = 60.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -9,21 +10,37 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
 from ._auth import BankTokenAuth
-from ._errors import BankApiUnavailable, ConfigurationError, CorpAuthError, NotAuthenticated
+from ._config import Endpoints
+from ._cookies import SessionCookies
+from ._discovery import Discovery
+from ._errors import (
+    BankApiUnavailable,
+    ConfigurationError,
+    CorpAuthError,
+    InvalidToken,
+    NotAuthenticated,
+    VerificationError,
+)
 from ._fastapi import http_exception
 from ._memory_store import MemorySessionStore
-from ._router import build_router, is_loopback, login_url, request_path
+from ._metadata import ProviderMetadata, fallback_metadata
+from ._router import build_router
 from ._sessions import SessionManager, SignedInUser
 from ._settings import CorpAuthSettings
+from ._signin import SignIn
 from ._signing import CookieSigner
 from ._store import SessionStore
 from ._token import Token
 from ._token_service import Clock, TokenService
+from ._verification import VerifiedToken
+from ._verifier import TokenVerifier
+from ._web import login_url, request_path
 
 if TYPE_CHECKING:
     from ._redis import RedisLayer
@@ -34,10 +51,13 @@ __all__ = [
     "CorpAuth",
     "CurrentUserDependency",
     "OptionalUserDependency",
+    "VerifiedBearerDependency",
 ]
 
 #: itsdangerous salt for the session cookie; other purposes get other salts.
 SESSION_SALT = "fastapi_corpauth.session"
+
+logger = logging.getLogger("fastapi_corpauth.bearer")
 
 
 @dataclass(frozen=True)
@@ -45,6 +65,9 @@ class _Running:
     tokens: TokenService
     api_client: httpx.AsyncClient
     auth_http: httpx.AsyncClient
+    discovery: Discovery
+    verifier: TokenVerifier
+    sign_in: SignIn
 
 
 class CorpAuth:
@@ -76,18 +99,22 @@ class CorpAuth:
         clock: Clock = time.time,
     ) -> None:
         self.settings = settings
-        self.endpoints = settings.endpoints()
+        #: Keycloak's paths under the issuer (or the configured ones): the fallback while
+        #: the issuer's discovery document cannot be read.
+        self.endpoints: Endpoints = settings.endpoints()
         self._transport = transport
         self._api_transport = api_transport or transport
         self._clock = clock
         self._running: _Running | None = None
-        self._cookie = settings.cookie_options()
-        self._signer = (
-            CookieSigner(
-                secret_keys=settings.session_secret,
-                salt=SESSION_SALT,
-                max_age=settings.session_max_age,
-                clock=clock,
+        self._cookies = (
+            SessionCookies(
+                signer=CookieSigner(
+                    secret_keys=settings.session_secret,
+                    salt=SESSION_SALT,
+                    max_age=settings.session_max_age,
+                    clock=clock,
+                ),
+                options=settings.cookie_options(),
             )
             if settings.session_secret
             else None
@@ -114,6 +141,8 @@ class CorpAuth:
         self.bearer_token = BearerTokenDependency(self)
         #: Dependency injecting an ``httpx.AsyncClient`` for the bank API that carries the token.
         self.api_client = ApiClientDependency(self)
+        #: Dependency verifying a customer's token sent as ``Authorization: Bearer``.
+        self.verified_bearer = VerifiedBearerDependency(self)
         self._current_user = CurrentUserDependency(self)
         self._optional_user = OptionalUserDependency(self)
 
@@ -139,26 +168,56 @@ class CorpAuth:
             write=settings.read_timeout,
             pool=settings.connect_timeout,
         )
-        endpoints = settings.endpoints()
         async with httpx.AsyncClient(
             transport=self._transport, timeout=timeout, trust_env=False
         ) as auth_http:
+            discovery = Discovery(
+                http=auth_http,
+                issuer=self.endpoints.issuer,
+                fallback=fallback_metadata(self.endpoints),
+                overrides=settings.endpoint_overrides(),
+                enabled=settings.discovery,
+                clock=self._clock,
+                timeout=min(3.0, settings.connect_timeout + settings.read_timeout),
+            )
+            verifier = TokenVerifier(
+                http=auth_http,
+                discovery=discovery,
+                credentials=settings.credentials(),
+                policy=settings.verification_policy(),
+                clock=self._clock,
+            )
+
+            async def token_url() -> str:
+                return (await discovery.metadata()).token_endpoint
+
             tokens = TokenService(
                 http=auth_http,
-                token_url=endpoints.token_url,
+                token_url=token_url,
                 credentials=settings.credentials(),
                 scope=settings.scope or None,
                 cache=settings.cache_policy(),
                 retry=settings.retry_policy(),
                 clock=self._clock,
                 shared=(
+                    # Keyed by the configured issuer's token path, which is stable
+                    # whether or not discovery has been read.
                     self._redis.token_cache(
-                        token_url=endpoints.token_url, credentials=settings.credentials()
+                        token_url=self.endpoints.token_url, credentials=settings.credentials()
                     )
                     if self._redis is not None
                     else None
                 ),
                 lease=settings.connect_timeout + settings.read_timeout,
+            )
+            sign_in = SignIn(
+                options=settings.sign_in_options(),
+                credentials=settings.credentials(),
+                sessions=self.sessions,
+                discovery=discovery,
+                verifier=verifier,
+                http=auth_http,
+                clock=self._clock,
             )
             async with httpx.AsyncClient(
                 base_url=settings.api_base_url.rstrip("/") + "/",
@@ -167,7 +226,14 @@ class CorpAuth:
                 timeout=timeout,
                 trust_env=False,
             ) as api_client:
-                self._running = _Running(tokens=tokens, api_client=api_client, auth_http=auth_http)
+                self._running = _Running(
+                    tokens=tokens,
+                    api_client=api_client,
+                    auth_http=auth_http,
+                    discovery=discovery,
+                    verifier=verifier,
+                    sign_in=sign_in,
+                )
                 try:
                     yield
                 finally:
@@ -191,15 +257,49 @@ class CorpAuth:
         return await self.tokens.get_token()
 
     @property
+    def verifier(self) -> TokenVerifier:
+        """The running token verifier (issuer keys and introspection).
+
+        Raises:
+            ConfigurationError: the lifespan is not running.
+        """
+        return self._require_running().verifier
+
+    async def metadata(self) -> ProviderMetadata:
+        """The authorization server's endpoints: discovered, else Keycloak's paths.
+
+        Raises:
+            ConfigurationError: the lifespan is not running.
+        """
+        return await self._require_running().discovery.metadata()
+
+    async def verify_token(self, token: str) -> VerifiedToken:
+        """Verify a customer's access token as ``verified_bearer`` does.
+
+        Raises:
+            InvalidToken: the bank does not vouch for it as a customer's token of this
+                client (or of ``bearer_client_ids``).
+            VerificationUnavailable: the bank's keys or introspection are unreachable.
+            ConfigurationError: the lifespan is not running.
+        """
+        client_ids = frozenset({self.settings.client_id, *self.settings.bearer_client_ids})
+        return await self.verifier.verify_access_token(token, client_ids=client_ids)
+
+    @property
     def router(self) -> APIRouter:
         """The sign-in routes (``/login``, ``/callback``, ``/logout``) to include in the app.
 
         Raises:
             ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
         """
-        self._require_signer()
+        cookies = self.cookies
         if self._router is None:
-            self._router = build_router(self)
+            self._router = build_router(
+                sign_in=lambda: self._require_running().sign_in,
+                sessions=self.sessions,
+                cookies=cookies,
+                options=self.settings.sign_in_options(),
+            )
         return self._router
 
     @property
@@ -209,13 +309,13 @@ class CorpAuth:
         Raises:
             ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
         """
-        self._require_signer()
+        self.cookies  # noqa: B018 - raises when sessions are not configured
         return self._current_user
 
     @property
     def optional_user(self) -> OptionalUserDependency:
         """``Depends(corpauth.optional_user)``: the signed-in customer, or None."""
-        self._require_signer()
+        self.cookies  # noqa: B018 - raises when sessions are not configured
         return self._optional_user
 
     @property
@@ -223,49 +323,19 @@ class CorpAuth:
         """The HTTP client for the authorization server (open while the lifespan runs)."""
         return self._require_running().auth_http
 
-    def clock(self) -> float:
-        return self._clock()
+    @property
+    def cookies(self) -> SessionCookies:
+        """The session cookie's reader and writer.
 
-    def browser_id(self, request: Request) -> str | None:
-        """The verified session id from the request's cookie, or None."""
-        signer = self._require_signer()
-        return signer.load(request.cookies.get(self._cookie.name))
-
-    def set_session_cookie(self, request: Request, response: Response, session_id: str) -> None:
-        response.set_cookie(
-            self._cookie.name,
-            self._require_signer().sign(session_id),
-            max_age=self._cookie.max_age,
-            path=self._cookie.path,
-            domain=self._cookie.domain,
-            secure=self._cookie_secure(request),
-            httponly=True,
-            samesite=self._cookie.samesite,
-        )
-
-    def clear_session_cookie(self, request: Request, response: Response) -> None:
-        response.delete_cookie(
-            self._cookie.name,
-            path=self._cookie.path,
-            domain=self._cookie.domain,
-            secure=self._cookie_secure(request),
-            httponly=True,
-            samesite=self._cookie.samesite,
-        )
-
-    def _cookie_secure(self, request: Request) -> bool:
-        if self._cookie.secure is not None:
-            return self._cookie.secure
-        base = request.base_url  # not request.url: it raises for a non-UTF-8 query string
-        return not (base.scheme == "http" and is_loopback(base.hostname))
-
-    def _require_signer(self) -> CookieSigner:
-        if self._signer is None:
+        Raises:
+            ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
+        """
+        if self._cookies is None:
             raise ConfigurationError(
                 "browser sign-in needs CORPAUTH_SESSION_SECRET (one or more signing keys)",
                 variables=("CORPAUTH_SESSION_SECRET",),
             )
-        return self._signer
+        return self._cookies
 
     def _require_running(self) -> _Running:
         if self._running is None:
@@ -362,7 +432,7 @@ class _SessionCookieScheme(SecurityBase):
 
     async def _load(self, request: Request) -> SignedInUser | None:
         corpauth = self._corpauth
-        return await corpauth.sessions.load_user(corpauth.browser_id(request))
+        return await corpauth.sessions.load_user(corpauth.cookies.session_id(request))
 
 
 class CurrentUserDependency(_SessionCookieScheme):
@@ -395,3 +465,57 @@ class OptionalUserDependency(_SessionCookieScheme):
 
     async def __call__(self, request: Request) -> SignedInUser | None:
         return await self._load(request)
+
+
+class VerifiedBearerDependency(SecurityBase):
+    """``Depends(corpauth.verified_bearer)``: the customer behind ``Authorization: Bearer``.
+
+    For backends of desktop applications that signed the customer in themselves (the
+    bank's implicit flow) and call this API with the customer's token. The token is
+    verified exactly as a sign-in's (issuer keys or introspection, issuer, client,
+    access-token type, lifetime, a customer and not a service account) and accepted when
+    issued to ``client_id`` or one of ``bearer_client_ids``.
+
+    Without a token the answer is 401 with ``WWW-Authenticate: Bearer``; with a token
+    the bank does not vouch for, 401 with ``error="invalid_token"`` (RFC 6750 §3.1);
+    while the bank's keys or introspection are unreachable, 503. It is an HTTP bearer
+    scheme in OpenAPI, so Swagger UI's Authorize button works with it.
+    """
+
+    def __init__(self, corpauth: CorpAuth) -> None:
+        self._corpauth = corpauth
+        self.model = HTTPBearerModel(
+            bearerFormat="JWT",
+            description="A customer's access token issued by the bank's authorization server.",
+        )
+        self.scheme_name = "BankCustomerToken"
+
+    async def __call__(self, request: Request) -> VerifiedToken:
+        scheme, _, token = request.headers.get("authorization", "").strip().partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise _bearer_challenge(None)
+        try:
+            return await self._corpauth.verify_token(token)
+        except InvalidToken as exc:
+            logger.info("bearer token refused: %s", exc.reason)
+            raise _bearer_challenge(exc) from exc
+        except (VerificationError, CorpAuthError) as exc:
+            raise http_exception(exc) from exc
+
+
+def _bearer_challenge(exc: InvalidToken | None) -> HTTPException:
+    """RFC 6750 §3: no error code without credentials; ``invalid_token`` otherwise."""
+    if exc is None:
+        challenge = 'Bearer realm="corpauth"'
+        detail = {"code": "not_authenticated", "message": "Send the customer's bank token."}
+    else:
+        challenge = 'Bearer realm="corpauth", error="invalid_token", error_description="{}"'.format(
+            "The access token is not valid for this application"
+        )
+        detail = {"code": exc.code, "message": "The bank does not vouch for this token."}
+    return HTTPException(
+        status_code=401,
+        detail=detail,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )

@@ -9,10 +9,15 @@ down when they need to::
     ├── TokenError                  a token could not be had from the token endpoint
     │   ├── TokenEndpointUnavailable    network error, timeout, 5xx or 429
     │   ├── CredentialsRejected         the bank refused client_id/client_secret (or a code)
-    │   └── MalformedTokenResponse      the bank answered something that is not a token
+    │   ├── MalformedTokenResponse      the bank answered something that is not a token
+    │   └── EndpointNotFound            the configured endpoint does not exist (404/405)
+    ├── VerificationError           a token could not be verified
+    │   ├── InvalidToken                the bank does not vouch for it, for this client
+    │   └── VerificationUnavailable     the bank's keys or introspection are unreachable
     ├── LoginError                  a browser sign-in could not be completed
     │   ├── StateError                  state missing, unknown, reused, expired or foreign
-    │   ├── IssuerMismatch              the callback's iss names another server (RFC 9207)
+    │   ├── IssuerMismatch              the callback's iss is missing or names another server
+    │   ├── ResponseModeMismatch        the answer arrived in another response mode
     │   ├── AuthorizationDenied         the server sent an error (e.g. access_denied)
     │   └── CallbackInvalid             the callback's parameters are unusable
     ├── NotAuthenticated            no signed-in session for this request
@@ -33,13 +38,18 @@ __all__ = [
     "ConfigurationError",
     "CorpAuthError",
     "CredentialsRejected",
+    "EndpointNotFound",
+    "InvalidToken",
     "IssuerMismatch",
     "LoginError",
     "MalformedTokenResponse",
     "NotAuthenticated",
+    "ResponseModeMismatch",
     "StateError",
     "TokenEndpointUnavailable",
     "TokenError",
+    "VerificationError",
+    "VerificationUnavailable",
 ]
 
 
@@ -125,6 +135,70 @@ class MalformedTokenResponse(TokenError):
     code = "token_response_malformed"
 
 
+class EndpointNotFound(TokenError):
+    """The token endpoint answered 404 or 405: the URL is wrong, not the credentials.
+
+    Usually ``CORPAUTH_ISSUER`` (or ``CORPAUTH_TOKEN_URL``) names another path than the
+    bank's realm; ``url`` is the endpoint that was called.
+    """
+
+    code = "token_endpoint_not_found"
+
+    def __init__(self, message: str, *, status_code: int | None = None, url: str = "") -> None:
+        super().__init__(message, status_code=status_code)
+        self.url = url
+
+
+class VerificationError(CorpAuthError):
+    """A token could not be verified; nothing was trusted."""
+
+    code = "token_verification_failed"
+
+
+#: Why a token was refused; each is a stable, documented value.
+InvalidTokenReason = Literal[
+    "malformed",
+    "algorithm",
+    "unknown_key",
+    "signature",
+    "issuer",
+    "client",
+    "token_type",
+    "expired",
+    "not_yet_valid",
+    "service_account",
+    "subject",
+    "inactive",
+    "nonce",
+    "id_token",
+]
+
+
+class InvalidToken(VerificationError):
+    """The authorization server does not vouch for this token as an access token of
+    this client.
+
+    ``reason`` names the check that failed (``signature``, ``issuer``, ``client``,
+    ``token_type``, ``expired``, ``service_account``, ``inactive``...). It is safe to log;
+    the token itself is never part of the message.
+    """
+
+    code = "invalid_token"
+
+    def __init__(self, message: str, *, reason: InvalidTokenReason) -> None:
+        super().__init__(message)
+        self.reason: InvalidTokenReason = reason
+
+
+class VerificationUnavailable(VerificationError):
+    """The bank's signing keys or its introspection endpoint could not be reached.
+
+    Nothing is trusted meanwhile: new sign-ins wait (503), existing sessions go on.
+    """
+
+    code = "verification_unavailable"
+
+
 class LoginError(CorpAuthError):
     """A browser sign-in could not be completed; no session was created."""
 
@@ -149,9 +223,25 @@ class StateError(LoginError):
 
 
 class IssuerMismatch(LoginError):
-    """The callback's ``iss`` names another server or realm (RFC 9207 mix-up defence)."""
+    """The callback's ``iss`` names another server or realm, or is missing although the
+    server announces that it sends one (RFC 9207 mix-up defence).
+
+    ``missing`` tells the two apart.
+    """
 
     code = "issuer_mismatch"
+
+    def __init__(self, message: str, *, missing: bool = False) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class ResponseModeMismatch(LoginError):
+    """The authorization response arrived in another response mode than was asked for,
+    e.g. a token in the query string (which ends up in access logs) when the sign-in
+    asked for the fragment."""
+
+    code = "response_mode_mismatch"
 
 
 class AuthorizationDenied(LoginError):

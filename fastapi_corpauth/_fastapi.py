@@ -18,9 +18,12 @@ from ._errors import (
     ConfigurationError,
     CorpAuthError,
     CredentialsRejected,
+    EndpointNotFound,
+    InvalidToken,
     MalformedTokenResponse,
     NotAuthenticated,
     TokenEndpointUnavailable,
+    VerificationUnavailable,
 )
 
 __all__ = ["ErrorResponse", "corpauth_exception_handler", "error_response", "http_exception"]
@@ -47,6 +50,23 @@ def error_response(exc: CorpAuthError) -> ErrorResponse:
             503,
             exc.code,
             "The bank's authorization server is unavailable; try again later.",
+            headers,
+        )
+    if isinstance(exc, EndpointNotFound):
+        return ErrorResponse(
+            502,
+            exc.code,
+            "The bank's token endpoint was not found: check the configured issuer.",
+            headers,
+        )
+    if isinstance(exc, InvalidToken):
+        return ErrorResponse(401, exc.code, "The bank does not vouch for this token.", headers)
+    if isinstance(exc, VerificationUnavailable):
+        headers["Retry-After"] = "5"
+        return ErrorResponse(
+            503,
+            exc.code,
+            "The bank cannot confirm tokens right now; try again later.",
             headers,
         )
     if isinstance(exc, CredentialsRejected):

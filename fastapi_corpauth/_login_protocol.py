@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import unquote, urlencode, urlsplit
 
-from ._errors import AuthorizationDenied, CallbackInvalid, IssuerMismatch
+from ._errors import AuthorizationDenied, CallbackInvalid, IssuerMismatch, ResponseModeMismatch
 
 __all__ = [
     "AuthorizationResult",
@@ -26,8 +26,11 @@ __all__ = [
     "ResponseType",
     "authorize_url",
     "check_issuer",
+    "check_response_mode",
     "end_session_url",
+    "expected_response_mode",
     "fingerprint",
+    "new_nonce",
     "new_state",
     "parse_callback",
     "pkce_challenge",
@@ -59,6 +62,11 @@ def new_state() -> str:
     return secrets.token_urlsafe(32)
 
 
+def new_nonce() -> str:
+    """A fresh OpenID Connect ``nonce``: 256 random bits, URL-safe."""
+    return secrets.token_urlsafe(32)
+
+
 def pkce_pair() -> tuple[str, str]:
     """A PKCE ``(code_verifier, code_challenge)`` pair for the S256 method (RFC 7636)."""
     verifier = secrets.token_urlsafe(48)
@@ -87,6 +95,7 @@ def authorize_url(
     locale: str | None = None,
     response_mode: ResponseMode | None = None,
     code_challenge: str | None = None,
+    nonce: str | None = None,
 ) -> str:
     """Build the authorization request URL (RFC 6749 §4.1.1/§4.2.1 plus Keycloak's ``kc_locale``).
 
@@ -108,6 +117,8 @@ def authorize_url(
         params.append(("response_mode", response_mode))
     if code_challenge is not None:
         params += [("code_challenge", code_challenge), ("code_challenge_method", "S256")]
+    if nonce is not None:
+        params.append(("nonce", nonce))
     separator = "&" if urlsplit(endpoint).query else "?"
     return endpoint + separator + urlencode(params)
 
@@ -177,18 +188,52 @@ def parse_callback(params: Mapping[str, str]) -> AuthorizationResult:
     return result
 
 
-def check_issuer(result: AuthorizationResult, issuer: str) -> None:
+def check_issuer(result: AuthorizationResult, issuer: str, *, required: bool = False) -> None:
     """RFC 9207: when the server names itself, it must be the configured issuer.
 
-    Keycloak before 23 sends no ``iss``, which is accepted.
+    ``required`` is the server's ``authorization_response_iss_parameter_supported``: a
+    server that promises ``iss`` and sends none is refused (an attacker leaving it out
+    is exactly what the parameter defends against). Keycloak before 23 promises nothing
+    and sends no ``iss``, which is accepted.
 
     Raises:
-        IssuerMismatch: ``iss`` names another server or realm.
+        IssuerMismatch: ``iss`` names another server or realm, or is missing though
+            ``required``.
     """
     if result.iss is None:
+        if required:
+            raise IssuerMismatch("the callback carries no iss", missing=True)
         return
     if not hmac.compare_digest(result.iss.rstrip("/").encode(), issuer.rstrip("/").encode()):
         raise IssuerMismatch("the callback's iss does not match the configured issuer")
+
+
+def expected_response_mode(
+    response_type: ResponseType, response_mode: ResponseMode | None
+) -> ResponseMode:
+    """Where the answer must arrive: the requested mode, else the default of the flow
+    (fragment for ``token``, query for ``code``, as Keycloak's ``OIDCResponseMode``)."""
+    if response_mode is not None:
+        return response_mode
+    return "fragment" if response_type == "token" else "query"
+
+
+def check_response_mode(
+    result: AuthorizationResult, *, arrived_in: ResponseMode, expected: ResponseMode
+) -> None:
+    """A token or code counts only in the response mode the sign-in asked for.
+
+    A token in the query string, when the fragment was asked for, has been through
+    every access log and Referer on the way: it is refused even if genuine. Errors are
+    accepted in any mode (Keycloak sends some in the query whatever was asked).
+
+    Raises:
+        ResponseModeMismatch: a token or code arrived in another mode.
+    """
+    if (result.access_token or result.code) and arrived_in != expected:
+        raise ResponseModeMismatch(
+            f"the bank's answer arrived in the {arrived_in} response mode, not {expected}"
+        )
 
 
 def raise_for_error(result: AuthorizationResult) -> None:

@@ -22,6 +22,7 @@ import httpx
 from ._config import CachePolicy, ClientCredentials, RetryPolicy
 from ._errors import (
     CredentialsRejected,
+    EndpointNotFound,
     MalformedTokenResponse,
     TokenEndpointUnavailable,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "backoff_delay",
     "basic_authorization",
     "client_credentials_request",
+    "introspection_request",
     "jwt_claims_unverified",
     "parse_retry_after",
     "parse_token_response",
@@ -105,6 +107,12 @@ def client_credentials_request(
     if scope:
         form["scope"] = scope
     return _token_request(token_url, credentials, form)
+
+
+def introspection_request(*, url: str, credentials: ClientCredentials, token: str) -> httpx.Request:
+    """Build an RFC 7662 introspection request, authenticated like a token request."""
+    form = {"token": token, "token_type_hint": "access_token"}
+    return _token_request(url, credentials, form)
 
 
 def _token_request(
@@ -200,6 +208,7 @@ def parse_token_response(
 
     Raises:
         TokenEndpointUnavailable: 5xx or 429 (with ``retry_after`` from the header).
+        EndpointNotFound: 404 or 405, a misconfigured URL rather than refused credentials.
         CredentialsRejected: 400/401 with ``invalid_client``/``unauthorized_client``,
             or any other 4xx, which retrying cannot fix either.
         MalformedTokenResponse: a 2xx that is not a JSON token (HTML, truncated JSON,
@@ -212,6 +221,11 @@ def parse_token_response(
                 status_code=status_code,
                 retry_after=parse_retry_after(headers.get("retry-after"), now=now),
             )
+        )
+    if status_code in (404, 405):
+        raise EndpointNotFound(
+            f"token endpoint answered HTTP {status_code}: check the issuer and token URL",
+            status_code=status_code,
         )
     if status_code >= 400:
         error, description = _error_fields(body)

@@ -1,6 +1,6 @@
 """The browser sign-in router: ``/login``, ``/callback`` and ``/logout``.
 
-Thin glue around ``_login_protocol`` (pure) and ``SessionManager`` (storage). Every
+Thin glue around ``SignIn`` (the service that decides) and ``SessionCookies``. Every
 response carries ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``, and no
 token is ever put in a URL or a ``Location`` header.
 """
@@ -10,49 +10,35 @@ from __future__ import annotations
 import base64
 import hashlib
 import html
-import ipaddress
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from starlette.datastructures import URL
-from starlette.routing import NoMatchFound
 
+from ._config import SignInOptions
+from ._cookies import SessionCookies
 from ._errors import (
     AuthorizationDenied,
     CallbackInvalid,
+    ConfigurationError,
     CorpAuthError,
     CredentialsRejected,
+    InvalidToken,
     LoginError,
-    MalformedTokenResponse,
+    ResponseModeMismatch,
     StateError,
-    TokenEndpointUnavailable,
     TokenError,
+    VerificationUnavailable,
 )
 from ._fastapi import error_response
-from ._login_protocol import (
-    CALLBACK_FIELDS,
-    AuthorizationResult,
-    authorize_url,
-    check_issuer,
-    end_session_url,
-    parse_callback,
-    pkce_pair,
-    raise_for_error,
-    safe_redirect_target,
-)
-from ._protocol import authorization_code_request, parse_token_response, token_from_fields
-from ._sessions import PendingLogin
+from ._login_protocol import CALLBACK_FIELDS, ResponseMode, safe_redirect_target
+from ._sessions import SessionManager
+from ._signin import SignIn
 from ._signing import new_session_id
 from ._store import StoreUnavailable
-from ._token import Token
-
-if TYPE_CHECKING:
-    from ._corpauth import CorpAuth
+from ._web import read_form, request_path
 
 __all__ = ["build_router"]
 
@@ -66,7 +52,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 LOCALES = ("en", "ka")
-_MAX_FORM_BYTES = 64 * 1024
 _RELAY_MARKER = "corpauth_relay"
 
 # The fragment relay: read location.hash, wipe it from the address bar and history, and
@@ -100,12 +85,21 @@ def _csp(script: str | None = None) -> str:
 _REDIRECT_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": _csp()}
 
 
-def build_router(corpauth: CorpAuth) -> APIRouter:
-    """Build the sign-in routes for ``corpauth``; mount under any prefix."""
+def build_router(
+    *,
+    sign_in: Callable[[], SignIn],
+    sessions: SessionManager,
+    cookies: SessionCookies,
+    options: SignInOptions,
+) -> APIRouter:
+    """Build the sign-in routes; mount under any prefix.
+
+    ``sign_in`` gives the running sign-in service (it lives in the app's lifespan).
+    """
     router = APIRouter(tags=["sign-in"])
-    handlers = _LoginHandlers(corpauth)
+    handlers = _LoginHandlers(sign_in=sign_in, sessions=sessions, cookies=cookies, options=options)
     cookie = _parameter(
-        corpauth.settings.session_cookie, "cookie", "The signed session cookie these routes set."
+        cookies.options.name, "cookie", "The signed session cookie these routes set."
     )
     next_param = _parameter("next", "query", "Same-site path to land on afterwards.")
     router.add_api_route(
@@ -162,7 +156,7 @@ _CALLBACK_RESPONSES = {
     "303": "Signed in; to the page named by next.",
     "400": "Refused; X-CorpAuth-Error names the reason (state_*, callback_invalid, ...).",
     "403": "Sign-in cancelled at the bank (authorization_denied).",
-    "503": "Token endpoint or session store unavailable.",
+    "503": "The bank's keys, token endpoint or the session store are unavailable.",
 }
 
 
@@ -185,49 +179,41 @@ def _openapi(parameters: list[dict[str, Any]], responses: Mapping[str, str]) -> 
 
 
 class _LoginHandlers:
-    def __init__(self, corpauth: CorpAuth) -> None:
-        self._corpauth = corpauth
-        self._settings = corpauth.settings
+    def __init__(
+        self,
+        *,
+        sign_in: Callable[[], SignIn],
+        sessions: SessionManager,
+        cookies: SessionCookies,
+        options: SignInOptions,
+    ) -> None:
+        self._sign_in = sign_in
+        self._sessions = sessions
+        self._cookies = cookies
+        self._options = options
 
     async def login(self, request: Request) -> Response:
         """Send the browser to the bank's sign-in page."""
-        settings = self._settings
+        options = self._options
         lang = request.query_params.get("lang")
-        locale = lang if lang in LOCALES else settings.locale
+        locale = lang if lang in LOCALES else options.locale
         next_url = safe_redirect_target(
-            request.query_params.get("next"), default=settings.post_login_url
+            request.query_params.get("next"), default=options.post_login_url
         )
-        browser_id = self._corpauth.browser_id(request)
+        browser_id = self._cookies.session_id(request)
         new_browser = browser_id is None
         if browser_id is None:
             browser_id = new_session_id()
-        redirect_uri = settings.redirect_uri or str(request.url_for("corpauth:callback"))
-        verifier, challenge = pkce_pair() if settings.response_type == "code" else (None, None)
+        redirect_uri = options.redirect_uri or str(request.url_for("corpauth:callback"))
         try:
-            state = await self._corpauth.sessions.begin_login(
-                browser_id=browser_id,
-                next_url=next_url,
-                redirect_uri=redirect_uri,
-                response_type=settings.response_type,
-                code_verifier=verifier,
-                locale=locale,
+            url = await self._sign_in().start(
+                browser_id=browser_id, next_url=next_url, locale=locale, redirect_uri=redirect_uri
             )
-        except StoreUnavailable as exc:
+        except CorpAuthError as exc:
             return self._error_page(request, exc)
-        url = authorize_url(
-            endpoint=self._corpauth.endpoints.authorize_url,
-            client_id=settings.client_id,
-            response_type=settings.response_type,
-            scope=settings.scope,
-            redirect_uri=redirect_uri,
-            state=state,
-            locale=locale,
-            response_mode=settings.response_mode,
-            code_challenge=challenge,
-        )
         response = RedirectResponse(url, status_code=303, headers=_REDIRECT_HEADERS)
         if new_browser:
-            self._corpauth.set_session_cookie(request, response, browser_id)
+            self._cookies.set(request, response, browser_id)
         return response
 
     async def callback_get(self, request: Request) -> Response:
@@ -235,8 +221,9 @@ class _LoginHandlers:
         params = request.query_params
         if any(params.get(name) for name in ("access_token", "code", "error")):
             # Keycloak refuses query mode for tokens; a server that sends them anyway
-            # (as the bank's newer docs describe) is served, then sent to a clean URL.
-            return await self._complete(request, dict(params.items()))
+            # (as the bank's newer docs describe) is served if query mode was asked
+            # for, then sent to a clean URL.
+            return await self._complete(request, dict(params.items()), arrived_in="query")
         action = html.escape(request_path(request), quote=True)
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -251,109 +238,55 @@ class _LoginHandlers:
     async def callback_post(self, request: Request) -> Response:
         """``response_mode=form_post`` results and the fragment relay's POST."""
         try:
-            params = await _read_form(request)
+            params = await read_form(request)
         except CallbackInvalid as exc:
             return self._error_page(request, exc)
-        if self._corpauth.browser_id(request) is None and _RELAY_MARKER not in params:
+        relayed = params.get(_RELAY_MARKER)
+        if self._cookies.session_id(request) is None and relayed is None:
             # A cross-site form_post carries no SameSite=Lax cookie: re-post same-origin.
             return self._resubmit_page(request, params)
-        return await self._complete(request, params)
+        arrived_in: ResponseMode = "fragment" if relayed == "fragment" else "form_post"
+        return await self._complete(request, params, arrived_in=arrived_in)
 
     async def logout(self, request: Request) -> Response:
         """End the session here and, if configured, at the bank's Keycloak."""
-        settings = self._settings
-        browser_id = self._corpauth.browser_id(request)
-        await self._corpauth.sessions.end_session(browser_id)
+        options = self._options
+        await self._sessions.end_session(self._cookies.session_id(request))
         target = safe_redirect_target(
-            request.query_params.get("next"), default=settings.post_logout_url
+            request.query_params.get("next"), default=options.post_logout_url
         )
-        if settings.logout_at_provider:
+        if options.logout_at_provider:
             base = str(request.base_url).rstrip("/")
-            target = end_session_url(
-                endpoint=self._corpauth.endpoints.logout_url,
-                client_id=settings.client_id,
-                post_logout_redirect_uri=base + target,
-                locale=settings.locale,
-            )
+            try:
+                at_provider = await self._sign_in().end_session_url(
+                    return_to=base + target, locale=options.locale
+                )
+            except CorpAuthError:
+                at_provider = None
+            if at_provider is None:
+                logger.info("signed out here only: the bank has no end-session endpoint")
+            else:
+                target = at_provider
         response = RedirectResponse(target, status_code=303, headers=_REDIRECT_HEADERS)
-        self._corpauth.clear_session_cookie(request, response)
+        self._cookies.clear(request, response)
         return response
 
-    async def _complete(self, request: Request, params: Mapping[str, str]) -> Response:
-        corpauth = self._corpauth
-        browser_id = corpauth.browser_id(request)
+    async def _complete(
+        self, request: Request, params: Mapping[str, str], *, arrived_in: ResponseMode
+    ) -> Response:
         try:
-            result = parse_callback(params)
-            pending = await corpauth.sessions.consume_state(
-                state=result.state, browser_id=browser_id
+            completed = await self._sign_in().complete(
+                params=params,
+                arrived_in=arrived_in,
+                browser_id=self._cookies.session_id(request),
             )
-            check_issuer(result, corpauth.endpoints.issuer)
-            raise_for_error(result)
-            token = await self._token_from(result, pending)
-            session_id = await corpauth.sessions.create_session(token=token, replaces=browser_id)
         except CorpAuthError as exc:
-            logger.info("sign-in refused: %s", exc.code)
+            logger.info("sign-in refused: %s%s", exc.code, _detail(exc))
             return self._error_page(request, exc)
         logger.info("customer signed in")
-        response = RedirectResponse(pending.next_url, status_code=303, headers=_REDIRECT_HEADERS)
-        corpauth.set_session_cookie(request, response, session_id)
+        response = RedirectResponse(completed.next_url, status_code=303, headers=_REDIRECT_HEADERS)
+        self._cookies.set(request, response, completed.session_id)
         return response
-
-    async def _token_from(self, result: AuthorizationResult, pending: PendingLogin) -> Token:
-        token = await self._received_token(result, pending)
-        if token.is_expired(self._corpauth.clock()):
-            raise CallbackInvalid("the bank's answer carries an expired token")
-        return token
-
-    async def _received_token(self, result: AuthorizationResult, pending: PendingLogin) -> Token:
-        now = self._corpauth.clock()
-        if pending.response_type == "code":
-            if not result.code or result.access_token:
-                raise CallbackInvalid("expected an authorization code from the bank")
-            return await self._exchange_code(result.code, pending)
-        if not result.access_token or result.code:
-            raise CallbackInvalid("expected an access token from the bank")
-        fields = {
-            "access_token": result.access_token,
-            "token_type": result.token_type or "",
-            "expires_in": result.expires_in,
-            "session_state": result.session_state,
-        }
-        try:
-            token = token_from_fields(
-                fields, now=now, default_lifetime=self._settings.token_default_lifetime
-            )
-        except MalformedTokenResponse as exc:
-            raise CallbackInvalid("the bank's callback does not carry a Bearer token") from exc
-        return token
-
-    async def _exchange_code(self, code: str, pending: PendingLogin) -> Token:
-        corpauth = self._corpauth
-        request = authorization_code_request(
-            token_url=corpauth.endpoints.token_url,
-            credentials=self._settings.credentials(),
-            code=code,
-            redirect_uri=pending.redirect_uri,
-            code_verifier=pending.code_verifier,
-        )
-        try:
-            response = await corpauth.auth_http.send(request)
-        except httpx.TimeoutException as exc:
-            raise TokenEndpointUnavailable("token endpoint timed out") from exc
-        except httpx.HTTPError as exc:
-            raise TokenEndpointUnavailable("token endpoint unreachable") from exc
-        try:
-            return parse_token_response(
-                status_code=response.status_code,
-                headers=response.headers,
-                body=response.content,
-                now=corpauth.clock(),
-                default_lifetime=self._settings.token_default_lifetime,
-            )
-        except CredentialsRejected as exc:
-            if exc.error == "invalid_grant":
-                raise CallbackInvalid("the bank did not accept the authorization code") from exc
-            raise
 
     def _html(self, page: str, *, status_code: int = 200, csp: str | None = None) -> HTMLResponse:
         headers = dict(SECURITY_HEADERS)
@@ -377,23 +310,50 @@ class _LoginHandlers:
         )
         return self._html(page, csp=_csp(_RESUBMIT_SCRIPT))
 
-    def _error_page(
-        self, request: Request, exc: CorpAuthError, *, status_code: int | None = None
-    ) -> HTMLResponse:
+    def _error_page(self, request: Request, exc: CorpAuthError) -> HTMLResponse:
         status, message = _describe(exc)
-        if status_code is not None:
-            status = status_code
+        provider = _provider_error(exc)
+        provider_line = (
+            f'<p>The bank answered: <code id="provider-error">{html.escape(provider)}</code></p>'
+            if provider
+            else ""
+        )
         login = html.escape(str(request.url_for("corpauth:login")), quote=True)
         page = (
             '<!doctype html><html lang="en"><head><meta charset="utf-8">'
             '<meta name="referrer" content="no-referrer"><title>Sign-in failed</title></head>'
             f'<body><h1>Sign-in failed</h1><p id="message">{html.escape(message)}</p>'
+            f"{provider_line}"
             f'<p>Error code: <code id="code">{html.escape(exc.code)}</code></p>'
             f'<p><a href="{login}">Sign in again</a></p></body></html>'
         )
         response = self._html(page, status_code=status)
         response.headers["X-CorpAuth-Error"] = exc.code
         return response
+
+
+def _provider_error(exc: CorpAuthError) -> str | None:
+    """The OAuth error code the bank sent, already sanitised to printable ASCII."""
+    if isinstance(exc, AuthorizationDenied | CredentialsRejected):
+        return exc.error
+    cause = exc.__cause__
+    if isinstance(cause, CredentialsRejected):
+        return _printable_code(cause.error)
+    return None
+
+
+def _printable_code(value: str | None) -> str | None:
+    if value is None or not value.isascii() or not value.isprintable() or len(value) > 64:
+        return None
+    return value
+
+
+def _detail(exc: CorpAuthError) -> str:
+    """Safe context for the log line: the check that failed or the bank's error code."""
+    if isinstance(exc, InvalidToken):
+        return f" ({exc.reason})"
+    provider = _provider_error(exc)
+    return f" ({provider})" if provider else ""
 
 
 _STATE_MESSAGES = {
@@ -412,62 +372,17 @@ def _describe(exc: CorpAuthError) -> tuple[int, str]:
         if exc.error == "access_denied":
             return 403, "Sign-in was cancelled at the bank."
         return 400, "The bank could not sign you in."
+    if isinstance(exc, ResponseModeMismatch):
+        return 400, "The bank's answer arrived in an unexpected way and was not used."
     if isinstance(exc, LoginError):
         return 400, "The bank's answer could not be used to sign you in."
+    if isinstance(exc, InvalidToken):
+        return 400, "The bank did not confirm this sign-in, so it was not used."
+    if isinstance(exc, VerificationUnavailable):
+        return 503, "The bank cannot confirm sign-ins right now. Please try again shortly."
     if isinstance(exc, StoreUnavailable):
         return 503, "Signing in is temporarily unavailable. Please try again shortly."
-    if isinstance(exc, TokenError):
+    if isinstance(exc, TokenError | ConfigurationError):
         response = error_response(exc)
         return response.status_code, response.message
     return 400, "Signing in failed."
-
-
-async def _read_form(request: Request) -> dict[str, str]:
-    """Parse an urlencoded body by hand: bounded, strict UTF-8, first value wins."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        raise CallbackInvalid("the callback must be an urlencoded form")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            raise CallbackInvalid("the callback form is too large")
-    try:
-        text = body.decode("utf-8")
-        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=False, errors="strict")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise CallbackInvalid("the callback form is not valid UTF-8") from exc
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        form.setdefault(name, value)
-    return form
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` is this machine: the only place a cookie may skip Secure."""
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def request_path(request: Request) -> str:
-    """The request's path, as ``request.url.path`` gives it.
-
-    ``request.url`` decodes the raw query string as UTF-8 and raises for any other
-    bytes, which a hostile client can send; the path alone never needs the query.
-    """
-    return URL(scope={**request.scope, "query_string": b""}).path
-
-
-def login_url(request: Request, next_path: str) -> str | None:
-    """``/login?next=...`` for this app, or None when the router is not mounted."""
-    try:
-        base = str(request.url_for("corpauth:login"))
-    except NoMatchFound:
-        return None
-    return base + "?" + urlencode({"next": next_path})

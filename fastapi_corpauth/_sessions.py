@@ -16,11 +16,11 @@ from types import MappingProxyType
 from typing import Any, TypeVar
 
 from ._errors import StateError
-from ._login_protocol import ResponseType, fingerprint, new_state
-from ._protocol import jwt_claims_unverified
+from ._login_protocol import ResponseMode, ResponseType, fingerprint, new_state
 from ._signing import new_session_id
 from ._store import SessionStore, StoreUnavailable
 from ._token import Token
+from ._verification import VerifiedToken
 
 __all__ = ["PendingLogin", "SessionManager", "SignedInUser"]
 
@@ -30,7 +30,7 @@ _T = TypeVar("_T")
 #: Seconds a pending sign-in is remembered after it expires, to name the failure.
 STATE_GRACE = 60.0
 
-#: Claims copied from the access token into the session for display (never trusted).
+#: Verified claims copied into the session: who the customer is, for display and lookups.
 PROFILE_CLAIMS = (
     "sub",
     "preferred_username",
@@ -46,12 +46,16 @@ PROFILE_CLAIMS = (
 class SignedInUser:
     """The signed-in customer of this request.
 
-    ``profile`` holds display claims read from the access token without verification:
-    show them, but make authorisation decisions with the bank's API, not with them.
+    ``subject`` and ``profile`` come from claims the bank vouched for when the customer
+    signed in (a verified signature or the bank's introspection answer), never from
+    what the browser sent alone. ``client_id`` is the application the token was issued
+    to.
     """
 
     token: Token
     signed_in_at: float
+    subject: str = ""
+    client_id: str = ""
     profile: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
@@ -71,7 +75,10 @@ class SignedInUser:
         return None
 
     def __repr__(self) -> str:
-        return f"SignedInUser(name={self.display_name!r}, token={self.token!r})"
+        return (
+            f"SignedInUser(subject={self.subject!r}, name={self.display_name!r}, "
+            f"token={self.token!r})"
+        )
 
 
 @dataclass(frozen=True, repr=False)
@@ -81,8 +88,10 @@ class PendingLogin:
     next_url: str
     redirect_uri: str
     response_type: ResponseType
+    response_mode: ResponseMode
     code_verifier: str | None
     locale: str
+    nonce: str | None = None
 
     def __repr__(self) -> str:
         return f"PendingLogin(next_url={self.next_url!r}, response_type={self.response_type!r})"
@@ -119,8 +128,10 @@ class SessionManager:
         next_url: str,
         redirect_uri: str,
         response_type: ResponseType,
+        response_mode: ResponseMode,
         code_verifier: str | None,
         locale: str,
+        nonce: str | None = None,
     ) -> str:
         """Remember a sign-in attempt of this browser; return its new ``state``.
 
@@ -138,7 +149,9 @@ class SessionManager:
             "next_url": next_url,
             "redirect_uri": redirect_uri,
             "response_type": response_type,
+            "response_mode": response_mode,
             "code_verifier": code_verifier,
+            "nonce": nonce,
             "locale": locale,
         }
         # Kept a little longer than valid, so a late callback is told "expired", not
@@ -174,16 +187,25 @@ class SessionManager:
         actual = (await self._binding(browser_id)).encode() if browser_id else b""
         if not hmac.compare_digest(expected, actual):
             raise StateError("this sign-in was started in another browser", problem="mismatch")
+        mode = record.get("response_mode")
+        nonce = record.get("nonce")
         return PendingLogin(
             next_url=str(record["next_url"]),
             redirect_uri=str(record["redirect_uri"]),
             response_type="code" if record["response_type"] == "code" else "token",
+            response_mode=mode if mode in ("query", "form_post") else "fragment",
             code_verifier=record.get("code_verifier"),
             locale=str(record.get("locale") or "en"),
+            nonce=nonce if isinstance(nonce, str) else None,
         )
 
-    async def create_session(self, *, token: Token, replaces: str | None) -> str:
+    async def create_session(
+        self, *, token: Token, identity: VerifiedToken, replaces: str | None
+    ) -> str:
         """Store a signed-in session for ``token`` under a new id and return the id.
+
+        ``identity`` is what the bank vouched for about the token; the session's profile
+        is taken from it alone.
 
         The id is always new (no session fixation); the browser's previous session, if
         any, is removed. The new session inherits the previous id's binding, so sign-ins
@@ -195,7 +217,7 @@ class SessionManager:
         now = self._clock()
         session_id = new_session_id()
         browser = await self._binding(replaces) if replaces else fingerprint(session_id)
-        claims = jwt_claims_unverified(token.access_token) or {}
+        claims = identity.claims
         record = {
             "browser": browser,
             "access_token": token.access_token,
@@ -204,6 +226,8 @@ class SessionManager:
             "scope": list(token.scope),
             "session_state": token.session_state,
             "signed_in_at": now,
+            "subject": identity.subject,
+            "client_id": identity.client_id,
             "profile": {k: claims[k] for k in PROFILE_CLAIMS if isinstance(claims.get(k), str)},
         }
         ttl = min(self._session_max_age, token.expires_at - now)
@@ -234,6 +258,8 @@ class SessionManager:
             user = SignedInUser(
                 token=token,
                 signed_in_at=float(record["signed_in_at"]),
+                subject=str(record["subject"]),
+                client_id=str(record.get("client_id") or ""),
                 profile=MappingProxyType(dict(record.get("profile") or {})),
             )
         except (KeyError, TypeError, ValueError):

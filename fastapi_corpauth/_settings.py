@@ -14,13 +14,17 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._config import (
+    ASYMMETRIC_ALGORITHMS,
     CachePolicy,
     ClientAuthMethod,
     ClientCredentials,
     CookieOptions,
     Endpoints,
     RetryPolicy,
+    SignInOptions,
     Timeouts,
+    VerificationMode,
+    VerificationPolicy,
 )
 from ._errors import ConfigurationError
 
@@ -63,9 +67,21 @@ class CorpAuthSettings(BaseSettings):
     issuer: str = Field(
         description="Keycloak realm URL, e.g. https://account.bog.ge/auth/realms/bog.",
     )
-    authorize_url: str | None = Field(default=None, description="Overrides {issuer}/.../auth.")
-    token_url: str | None = Field(default=None, description="Overrides {issuer}/.../token.")
-    logout_url: str | None = Field(default=None, description="Overrides {issuer}/.../logout.")
+    authorize_url: str | None = Field(
+        default=None, description="Overrides discovery's authorization_endpoint."
+    )
+    token_url: str | None = Field(default=None, description="Overrides discovery's token_endpoint.")
+    logout_url: str | None = Field(
+        default=None, description="Overrides discovery's end_session_endpoint."
+    )
+    jwks_url: str | None = Field(default=None, description="Overrides discovery's jwks_uri.")
+    introspection_url: str | None = Field(
+        default=None, description="Overrides discovery's introspection_endpoint."
+    )
+    discovery: bool = Field(
+        default=True,
+        description="Read {issuer}/.well-known/openid-configuration; off: Keycloak's paths.",
+    )
     scope: str = Field(default="corp", description="Scope requested; empty sends none.")
     api_base_url: str = Field(
         default="https://api.businessonline.ge/api", description="Base URL of the bank API."
@@ -82,6 +98,31 @@ class CorpAuthSettings(BaseSettings):
     token_backoff_base: float = Field(default=0.2, ge=0)
     token_backoff_max: float = Field(default=5.0, ge=0)
     token_cooldown: float = Field(default=5.0, ge=0)
+
+    # Verifying customers' tokens (sign-in callback and verified_bearer)
+    token_verification: VerificationMode = Field(
+        default="auto",
+        description="auto: JWS against the issuer's keys, introspection otherwise; or jwt, "
+        "introspection. Verification cannot be turned off.",
+    )
+    token_algorithms: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=ASYMMETRIC_ALGORITHMS,
+        description="Signature algorithms accepted, comma-separated (asymmetric only).",
+    )
+    token_verification_leeway: float = Field(
+        default=10.0, ge=0, le=300, description="Clock skew tolerated on exp and nbf (seconds)."
+    )
+    jwks_refetch_interval: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Least seconds between key reads caused by unknown key ids.",
+    )
+    bearer_client_ids: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
+        description="Clients whose customer tokens verified_bearer accepts besides "
+        "client_id (e.g. the bank-registered desktop app), comma-separated.",
+    )
 
     # Browser sign-in (the login router and current_user)
     redirect_uri: str | None = Field(
@@ -125,11 +166,35 @@ class CorpAuthSettings(BaseSettings):
             raise _configuration_error(exc) from exc
 
     @field_validator(
-        "issuer", "authorize_url", "token_url", "logout_url", "api_base_url", "redirect_uri"
+        "issuer",
+        "authorize_url",
+        "token_url",
+        "logout_url",
+        "jwks_url",
+        "introspection_url",
+        "api_base_url",
+        "redirect_uri",
     )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_http_url(value)
+
+    @field_validator("token_algorithms", "bearer_client_ids", mode="before")
+    @classmethod
+    def _split_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("token_algorithms")
+    @classmethod
+    def _asymmetric(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        refused = [alg for alg in value if alg not in ASYMMETRIC_ALGORITHMS]
+        if refused or not value:
+            raise ValueError(
+                "must list asymmetric algorithms only: " + ",".join(ASYMMETRIC_ALGORITHMS)
+            )
+        return value
 
     @field_validator("session_secret", mode="before")
     @classmethod
@@ -167,11 +232,46 @@ class CorpAuthSettings(BaseSettings):
         return value
 
     def endpoints(self) -> Endpoints:
+        """Keycloak's paths under the issuer, with the explicit overrides: the fallback
+        while discovery cannot be read (or when it is off)."""
         return Endpoints.from_issuer(
             self.issuer,
             authorize_url=self.authorize_url,
             token_url=self.token_url,
             logout_url=self.logout_url,
+            jwks_url=self.jwks_url,
+            introspection_url=self.introspection_url,
+        )
+
+    def endpoint_overrides(self) -> dict[str, str | None]:
+        """Explicitly configured endpoints, by their discovery names; they beat discovery."""
+        return {
+            "authorization_endpoint": self.authorize_url,
+            "token_endpoint": self.token_url,
+            "end_session_endpoint": self.logout_url,
+            "jwks_uri": self.jwks_url,
+            "introspection_endpoint": self.introspection_url,
+        }
+
+    def sign_in_options(self) -> SignInOptions:
+        return SignInOptions(
+            response_type=self.response_type,
+            response_mode=self.response_mode,
+            scope=self.scope,
+            locale=self.locale,
+            redirect_uri=self.redirect_uri,
+            post_login_url=self.post_login_url,
+            post_logout_url=self.post_logout_url,
+            logout_at_provider=self.logout_at_provider,
+            default_token_lifetime=self.token_default_lifetime,
+        )
+
+    def verification_policy(self) -> VerificationPolicy:
+        return VerificationPolicy(
+            mode=self.token_verification,
+            algorithms=self.token_algorithms,
+            leeway=self.token_verification_leeway,
+            key_refetch_interval=self.jwks_refetch_interval,
         )
 
     def credentials(self) -> ClientCredentials:

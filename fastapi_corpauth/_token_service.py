@@ -70,8 +70,10 @@ _REJECTED_REMEMBERED = 16
 class TokenService:
     """Obtains and caches the client_credentials token for the bank API.
 
-    Construction does no I/O; the HTTP client is borrowed and owned by the caller
-    (``CorpAuth`` opens and closes it in the app's lifespan), and so is ``shared``.
+    ``token_url`` is the endpoint, or an async callable that names it at each fetch (the
+    discovered one, say). Construction does no I/O; the HTTP client is borrowed and owned
+    by the caller (``CorpAuth`` opens and closes it in the app's lifespan), and so is
+    ``shared``.
     ``lease`` is how long (seconds) one process may hold the shared fetch lease before
     another takes over; ``poll_interval`` is how often a waiting process looks for the
     holder's token (both in real time, whatever ``clock`` says).
@@ -81,7 +83,7 @@ class TokenService:
         self,
         *,
         http: httpx.AsyncClient,
-        token_url: str,
+        token_url: str | Callable[[], Awaitable[str]],
         credentials: ClientCredentials,
         scope: str | None = "corp",
         cache: CachePolicy = CachePolicy(),  # noqa: B008 - immutable value object
@@ -116,8 +118,8 @@ class TokenService:
 
     def __repr__(self) -> str:
         return (
-            f"TokenService(token_url={self._token_url!r}, "
-            f"client_id={self._credentials.client_id!r}, cached={self._token is not None})"
+            f"TokenService(client_id={self._credentials.client_id!r}, "
+            f"cached={self._token is not None})"
         )
 
     @property
@@ -308,8 +310,9 @@ class TokenService:
                 await self._sleep(delay)
 
     async def _request_token(self) -> Token:
+        token_url = self._token_url if isinstance(self._token_url, str) else await self._token_url()
         request = client_credentials_request(
-            token_url=self._token_url, credentials=self._credentials, scope=self._scope
+            token_url=token_url, credentials=self._credentials, scope=self._scope
         )
         self.requests_sent += 1
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html.parser
 import inspect
 import json
 from collections.abc import Callable
@@ -10,12 +11,18 @@ from typing import Any
 
 import httpx
 
-from fastapi_corpauth import CorpAuthSettings
+from fastapi_corpauth import CorpAuthSettings, VerifiedToken
+from fastapi_corpauth.devserver._jwt import SigningKey
 
 CLIENT_ID = "corp-app"
 CLIENT_SECRET = "s3cr3t+with%special:chars/ü"
 ISSUER = "https://account.bank.test/auth/realms/bog"
 TOKEN_URL = ISSUER + "/protocol/openid-connect/token"
+
+#: RSA keys shared by the tests that do not need a server's own (2048-bit keys take
+#: tens of milliseconds to make).
+SIGNING_KEY = SigningKey.generate()
+OTHER_SIGNING_KEY = SigningKey.generate()
 
 
 class FakeClock:
@@ -65,12 +72,15 @@ class TokenEndpoint:
     ``responses`` is consumed one per request; the last entry repeats. An entry is an
     ``httpx.Response``, an exception instance to raise, or a callable producing either.
     Without responses, every request gets a new distinct token ``tok-<n>``.
-    ``latency`` makes each answer wait, so concurrent callers overlap.
+    ``latency`` makes each answer wait, so concurrent callers overlap. The issuer's
+    discovery document is answered 404 (Keycloak's paths then apply) and not counted.
     """
 
     def __init__(self, *responses: Any, latency: float = 0.0) -> None:
         self.responses = list(responses)
         self.requests: list[httpx.Request] = []
+        #: Requests for anything but the token endpoint (discovery): answered 404.
+        self.other_requests: list[httpx.Request] = []
         self.latency = latency
         self.issued = 0
 
@@ -79,6 +89,9 @@ class TokenEndpoint:
         return len(self.requests)
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/.well-known/openid-configuration"):
+            self.other_requests.append(request)
+            return httpx.Response(404)
         self.requests.append(request)
         if self.responses:
             answer = self.responses[min(self.count, len(self.responses)) - 1]
@@ -97,3 +110,40 @@ class TokenEndpoint:
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self)
+
+
+def verified_identity(subject: str = "customer-1", **claims: Any) -> VerifiedToken:
+    """What a verifier returns for a customer's token, for tests below the verifier."""
+    return VerifiedToken(
+        subject=subject,
+        client_id=CLIENT_ID,
+        issuer=ISSUER,
+        expires_at=None,
+        issued_at=None,
+        scope=("corp",),
+        method="jwt",
+        claims={"sub": subject, **claims},
+    )
+
+
+class _FormParser(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[tuple[dict[str, str], list[tuple[str, str]]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            self.forms.append((values, []))
+        elif tag in ("input", "button") and self.forms and values.get("name"):
+            self.forms[-1][1].append((values["name"], values.get("value", "")))
+
+
+def page_form(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """The first form of an HTML page: its action and its named fields."""
+    parser = _FormParser()
+    parser.feed(text)
+    parser.close()
+    assert parser.forms, "no form on the page"
+    attrs, inputs = parser.forms[0]
+    return attrs.get("action", ""), inputs

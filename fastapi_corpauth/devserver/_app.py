@@ -21,6 +21,7 @@ from ._authorize import pkce_matches
 from ._basic import ClientAuthParseError, parse_basic_credentials
 from ._flavours import FLAVOURS, Flavour
 from ._http import NO_STORE, bearer_token, issuer_url, oauth_error, parse_form, realm_not_found
+from ._jwt import SigningKey
 from ._login import add_browser_routes
 from ._state import (
     DEFAULT_ACCOUNTS,
@@ -29,7 +30,6 @@ from ._state import (
     FaultBodyKind,
     FaultPlan,
     SampleAccount,
-    new_signing_key,
 )
 from ._users import DEFAULT_USERS, DevUser
 
@@ -37,6 +37,8 @@ __all__ = ["DEFAULT_CLIENTS", "create_devserver"]
 
 DEFAULT_CLIENTS: tuple[DevClient, ...] = (
     DevClient(client_id="corp-app", client_secret="dev-secret"),
+    #: Another application of the realm: its customers' tokens must not sign in to corp-app.
+    DevClient(client_id="other-app", client_secret="other-secret"),
 )
 
 _UNEXPECTED_AUTH_ERROR = "Unexpected error when authenticating client"
@@ -238,6 +240,8 @@ def discovery_document(state: DevServerState, issuer: str) -> dict[str, Any]:
         "token_endpoint": f"{oidc}/token",
         "userinfo_endpoint": f"{oidc}/userinfo",
         "end_session_endpoint": f"{oidc}/logout",
+        "jwks_uri": f"{oidc}/certs",
+        "introspection_endpoint": f"{oidc}/token/introspect",
         "revocation_endpoint": f"{oidc}/revoke",
         "grant_types_supported": list(GRANT_HANDLERS),
         "response_types_supported": ["code", "token"],
@@ -245,6 +249,11 @@ def discovery_document(state: DevServerState, issuer: str) -> dict[str, Any]:
         "scopes_supported": sorted(state.known_scopes),
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "code_challenge_methods_supported": ["S256"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "introspection_endpoint_auth_methods_supported": [
+            "client_secret_basic",
+            "client_secret_post",
+        ],
         "authorization_response_iss_parameter_supported": state.flavour.issue_iss,
     }
 
@@ -262,6 +271,14 @@ class FaultConfig(BaseModel):
     count: int | None = Field(default=None, ge=1)
 
 
+class KeyRotation(BaseModel):
+    """JSON body of ``POST /_dev/keys/rotate``: how long the old keys stay published."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    grace: float = Field(default=0.0, ge=0)
+
+
 def create_devserver(
     *,
     realm: str = "bog",
@@ -269,7 +286,7 @@ def create_devserver(
     flavour: str | Flavour = "modern",
     token_lifetime: float = 300.0,
     clock: Callable[[], float] = time.time,
-    signing_key: bytes | None = None,
+    signing_key: SigningKey | None = None,
     accounts: Sequence[SampleAccount] = DEFAULT_ACCOUNTS,
     users: Sequence[DevUser] = DEFAULT_USERS,
     implicit_token_lifetime: float = 900.0,
@@ -278,7 +295,8 @@ def create_devserver(
 
     ``flavour`` names an entry of :data:`FLAVOURS` or is a custom :class:`Flavour`.
     ``clock`` decides token issue and expiry times, so tests can expire tokens instantly.
-    A fresh random ``signing_key`` makes tokens from any other devserver foreign.
+    A fresh random ``signing_key`` (made when first needed) makes tokens from any other
+    devserver foreign; pass one to share it, e.g. between test servers.
     ``users`` may sign in on the login page (default ``demo``/``demo``); implicit-flow
     tokens live ``implicit_token_lifetime`` seconds, code-flow ones ``token_lifetime``.
     """
@@ -289,7 +307,7 @@ def create_devserver(
         flavour=resolved_flavour,
         token_lifetime=token_lifetime,
         clock=clock,
-        signing_key=new_signing_key() if signing_key is None else signing_key,
+        signing_key=signing_key,
         accounts=accounts,
         users=users,
         implicit_token_lifetime=implicit_token_lifetime,
@@ -336,6 +354,28 @@ def create_devserver(
             fault=fault,
         )
         return grant(context)
+
+    @app.get("/realms/{realm_name}/protocol/openid-connect/certs")
+    async def certs(realm_name: str) -> Response:
+        if realm_name != state.realm:
+            return realm_not_found()
+        state.jwks_requests += 1
+        return JSONResponse(state.jwks())
+
+    @app.post("/realms/{realm_name}/protocol/openid-connect/token/introspect")
+    async def introspect(realm_name: str, request: Request) -> Response:
+        if realm_name != state.realm:
+            return realm_not_found()
+        form = parse_form(await request.body(), request.headers.get("content-type"))
+        client = authenticate_client(state, form, request.headers.get("authorization"))
+        if isinstance(client, Response):
+            return client
+        if client.public:
+            return oauth_error(403, "invalid_request", "Client not allowed.")
+        token = form.get("token")
+        if not token:
+            return oauth_error(400, "invalid_request", "Token not provided.")
+        return JSONResponse(state.introspect(token), headers=NO_STORE)
 
     def authorize_api_call(request: Request) -> Response | None:
         state.api_requests += 1
@@ -393,6 +433,11 @@ def create_devserver(
     async def clear_faults() -> Response:
         state.clear_faults()
         return Response(status_code=204)
+
+    @app.post("/_dev/keys/rotate")
+    async def rotate_keys(config: KeyRotation) -> dict[str, Any]:
+        key = state.rotate_keys(grace=config.grace)
+        return {"kid": key.kid, "published": [k.kid for k in state.published_keys()]}
 
     @app.post("/_dev/reset")
     async def reset_counters() -> dict[str, Any]:

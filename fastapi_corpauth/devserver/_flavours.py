@@ -12,8 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
+from typing import Literal
 
-__all__ = ["FLAVOURS", "Flavour"]
+__all__ = ["FLAVOURS", "Flavour", "TokenFormat"]
+
+#: ``keycloak``: RS256 JWTs with Keycloak's claims (``typ: Bearer``, ``azp``); ``rfc9068``:
+#: the JWT access-token profile other servers use (header ``at+jwt``, ``client_id``, an
+#: ``aud`` naming the API); ``opaque``: random strings that only introspection explains.
+TokenFormat = Literal["keycloak", "rfc9068", "opaque"]
 
 _CURRENT_CLIENT_FAILURE = "Invalid client or Invalid client credentials"
 
@@ -53,6 +59,8 @@ class Flavour:
     #: Real Keycloak refuses ``response_mode=query`` with ``response_type=token``; True
     #: returns the implicit result in the query string, as the bank's new docs describe.
     implicit_query_allowed: bool = False
+    #: What access tokens look like (see ``TokenFormat``).
+    token_format: TokenFormat = "keycloak"
 
 
 _MODERN = Flavour(name="modern")
@@ -78,6 +86,11 @@ FLAVOURS: Mapping[str, Flavour] = MappingProxyType(
         #: implicit token in the query string when ``response_mode=query`` is requested.
         "bank-docs": replace(_LEGACY, name="bank-docs", implicit_query_allowed=True),
         "no-expires-in": replace(_MODERN, name="no-expires-in", include_expires_in=False),
+        #: The JWT access-token profile of RFC 9068, as non-Keycloak servers issue it.
+        "rfc9068": replace(_MODERN, name="rfc9068", token_format="rfc9068"),
+        #: Opaque access tokens (django-oauth-toolkit, some Keycloak set-ups): only the
+        #: introspection endpoint can say whether one is valid.
+        "opaque": replace(_MODERN, name="opaque", token_format="opaque"),
         "invalid-client-400": replace(
             _MODERN,
             name="invalid-client-400",

@@ -1,8 +1,9 @@
-"""Minimal HS256 JSON Web Tokens (RFC 7519) with the standard library only.
+"""JSON Web Tokens as Keycloak issues them: RS256 with the realm's RSA keys, published as a
+JWK set, and HS512 for refresh tokens (Keycloak signs those with the realm's HMAC key,
+which only the server knows).
 
-The devserver is both issuer and only verifier of its tokens, so a shared-secret HMAC is
-enough and avoids a JWT dependency. Clients still see a real three-part JWT whose claims
-they can read without verifying, as they do with Keycloak's RS256 tokens.
+Signing and verifying go through PyJWT; the algorithm is always pinned, so an
+``alg: none`` token or one signed with another algorithm never verifies.
 """
 
 from __future__ import annotations
@@ -10,16 +11,33 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
-from collections.abc import Mapping
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["InvalidJWT", "b64url_decode", "b64url_encode", "sign_jwt", "verify_jwt"]
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+from jwt.exceptions import PyJWTError
+
+__all__ = [
+    "InvalidJWT",
+    "SigningKey",
+    "b64url_decode",
+    "b64url_encode",
+    "hmac_kid",
+    "sign_hmac_jwt",
+    "sign_jwt",
+    "verify_hmac_jwt",
+    "verify_jwt",
+]
 
 
 class InvalidJWT(ValueError):
-    """The token is malformed, uses another algorithm, or its signature does not match."""
+    """The token is malformed, uses another algorithm or key, or its signature fails."""
 
 
 def b64url_encode(data: bytes) -> str:
@@ -35,45 +53,91 @@ def b64url_decode(text: str) -> bytes:
         raise InvalidJWT("bad base64url segment") from exc
 
 
-def _json_segment(value: Mapping[str, Any]) -> str:
-    return b64url_encode(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+@dataclass(frozen=True, eq=False, repr=False)
+class SigningKey:
+    """One of the realm's RSA key pairs; ``kid`` names it in token headers and the JWKS."""
+
+    kid: str
+    private_key: rsa.RSAPrivateKey
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        """A fresh 2048-bit key, as Keycloak's ``rsa-generated`` provider makes."""
+        private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return cls(kid=b64url_encode(secrets.token_bytes(24)), private_key=private_key)
+
+    def public_jwk(self) -> dict[str, Any]:
+        """The public half as Keycloak publishes it at ``.../certs``."""
+        jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private_key.public_key()))
+        return {
+            "kid": self.kid,
+            "kty": "RSA",
+            "alg": "RS256",
+            "use": "sig",
+            "n": jwk["n"],
+            "e": jwk["e"],
+        }
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r})"
 
 
-def _signature(signing_input: str, key: bytes) -> bytes:
-    return hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest()
+def sign_jwt(
+    claims: Mapping[str, Any], *, key: SigningKey, typ: str = "JWT", algorithm: str = "RS256"
+) -> str:
+    """A compact JWS of ``claims`` signed with ``key``; the header carries its ``kid``."""
+    return jwt.encode(
+        dict(claims), key.private_key, algorithm=algorithm, headers={"kid": key.kid, "typ": typ}
+    )
 
 
-def sign_jwt(claims: Mapping[str, Any], *, key: bytes, kid: str) -> str:
-    """Return a compact HS256 JWT carrying ``claims``; ``kid`` mimics Keycloak's header."""
-    header = {"alg": "HS256", "typ": "JWT", "kid": kid}
-    signing_input = f"{_json_segment(header)}.{_json_segment(claims)}"
-    return f"{signing_input}.{b64url_encode(_signature(signing_input, key))}"
-
-
-def verify_jwt(token: str, *, key: bytes) -> dict[str, Any]:
-    """Return the claims of ``token`` if it is an HS256 JWT signed with ``key``.
+def verify_jwt(token: str, *, keys: Sequence[SigningKey]) -> dict[str, Any]:
+    """The claims of ``token`` if one of ``keys`` signed it with RS256.
 
     Only the signature and structure are checked; expiry and revocation depend on the
-    server's clock and state and are decided by the caller. The algorithm is pinned so an
-    ``alg: none`` token can never pass.
+    server's clock and state and are decided by the caller.
     """
-    parts = token.split(".")
-    if not token.isascii() or len(parts) != 3:
-        raise InvalidJWT("not a compact JWS")
-    header_segment, payload_segment, signature_segment = parts
     try:
-        header = json.loads(b64url_decode(header_segment))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidJWT("bad header") from exc
-    if not isinstance(header, dict) or header.get("alg") != "HS256":
-        raise InvalidJWT("unsupported algorithm")
-    expected = _signature(f"{header_segment}.{payload_segment}", key)
-    if not hmac.compare_digest(expected, b64url_decode(signature_segment)):
-        raise InvalidJWT("signature mismatch")
+        header = jwt.get_unverified_header(token)
+    except PyJWTError as exc:
+        raise InvalidJWT("not a compact JWS") from exc
+    key = next((k for k in keys if k.kid == header.get("kid")), None)
+    if key is None:
+        raise InvalidJWT("unknown key")
+    return _decode(token, key.private_key.public_key(), "RS256")
+
+
+def sign_hmac_jwt(claims: Mapping[str, Any], *, secret: bytes, kid: str) -> str:
+    """An HS512 JWS, the way Keycloak signs refresh tokens with its realm HMAC key."""
+    return jwt.encode(dict(claims), secret, algorithm="HS512", headers={"kid": kid, "typ": "JWT"})
+
+
+def verify_hmac_jwt(token: str, *, secret: bytes) -> dict[str, Any]:
+    """The claims of an HS512 token signed with ``secret``."""
+    return _decode(token, secret, "HS512")
+
+
+def hmac_kid(secret: bytes) -> str:
+    """A stable key id for the realm's HMAC key, derived one-way from it."""
+    return uuid.UUID(bytes=hashlib.sha256(secret).digest()[:16]).hex
+
+
+def _decode(token: str, key: Any, algorithm: str) -> dict[str, Any]:
     try:
-        claims = json.loads(b64url_decode(payload_segment))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidJWT("bad payload") from exc
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[algorithm],
+            options={
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+                "verify_aud": False,
+                "verify_iss": False,
+            },
+        )
+    except PyJWTError as exc:
+        raise InvalidJWT("signature or structure invalid") from exc
     if not isinstance(claims, dict):
         raise InvalidJWT("payload is not a JSON object")
     return claims

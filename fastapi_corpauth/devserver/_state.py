@@ -18,7 +18,16 @@ from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from ._flavours import Flavour
-from ._jwt import InvalidJWT, b64url_encode, sign_jwt, verify_jwt
+from ._jwt import (
+    InvalidJWT,
+    SigningKey,
+    b64url_encode,
+    hmac_kid,
+    sign_hmac_jwt,
+    sign_jwt,
+    verify_hmac_jwt,
+    verify_jwt,
+)
 from ._sessions import (
     AuthorizationRequest,
     ExpiringStore,
@@ -40,7 +49,6 @@ __all__ = [
     "IssuedTokens",
     "SampleAccount",
     "TokenRejection",
-    "new_signing_key",
 ]
 
 FaultBodyKind = Literal["json-error", "html", "truncated", "not-json"]
@@ -55,6 +63,8 @@ SSO_SESSION_LIFETIME = 1800.0
 
 #: Past this many remembered tokens, expired ones are forgotten (their JWT ``exp`` suffices).
 _REGISTRY_PRUNE_THRESHOLD = 1024
+#: The ``aud`` of RFC 9068 tokens: the bank API they are meant for.
+API_AUDIENCE = "bank-api"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,6 +187,15 @@ class _IssueRecord:
     sequence: int
     issued_at: float
     expires_at: float
+    #: The claims behind an opaque token (None for JWTs, which carry their own).
+    claims: Mapping[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class _PublishedKey:
+    key: SigningKey
+    #: When the key stops being published (None: published until rotated out).
+    retired_at: float | None = None
 
 
 class DevServerState:
@@ -194,7 +213,7 @@ class DevServerState:
         flavour: Flavour,
         token_lifetime: float,
         clock: Callable[[], float],
-        signing_key: bytes,
+        signing_key: SigningKey | None,
         accounts: Sequence[SampleAccount],
         users: Sequence[DevUser] = DEFAULT_USERS,
         implicit_token_lifetime: float = 900.0,
@@ -215,8 +234,12 @@ class DevServerState:
         self.users: Mapping[str, DevUser] = {user.username: user for user in users}
         self.clock = clock
         self.accounts: Mapping[str, SampleAccount] = {a.account_id: a for a in accounts}
-        self._signing_key = signing_key
-        self.kid = uuid.uuid5(uuid.NAMESPACE_OID, signing_key.hex()).hex
+        # RSA keys take tens of milliseconds to make: the first is made when first needed.
+        self._keys: list[_PublishedKey] = (
+            [] if signing_key is None else [_PublishedKey(signing_key)]
+        )
+        self._hmac_secret = secrets.token_bytes(64)
+        self._hmac_kid = hmac_kid(self._hmac_secret)
         self._sequence = itertools.count(1)
         self._issued: dict[str, _IssueRecord] = {}
         self._revoked_up_to_sequence = 0
@@ -231,6 +254,8 @@ class DevServerState:
         self.logins = 0
         self.login_failures = 0
         self.logouts = 0
+        self.jwks_requests = 0
+        self.introspection_requests = 0
         #: Sign-in pages waiting for credentials, by their ``session_code``.
         self.pending_logins: ExpiringStore[AuthorizationRequest] = ExpiringStore(clock)
         #: Signed-in browsers, by the id in their ``KEYCLOAK_SESSION`` cookie.
@@ -273,6 +298,8 @@ class DevServerState:
         self.logins = 0
         self.login_failures = 0
         self.logouts = 0
+        self.jwks_requests = 0
+        self.introspection_requests = 0
 
     def stats(self) -> dict[str, Any]:
         """The counters as JSON, for ``GET /_dev/stats``."""
@@ -285,6 +312,9 @@ class DevServerState:
             "logins": self.logins,
             "login_failures": self.login_failures,
             "logouts": self.logouts,
+            "jwks_requests": self.jwks_requests,
+            "introspection_requests": self.introspection_requests,
+            "kid": self.signing_key.kid,
             "not_before": self.not_before,
             "not_before_policy": self.not_before_policy,
         }
@@ -338,6 +368,87 @@ class DevServerState:
                 self.clear_faults()
         return plan
 
+    # --- keys -------------------------------------------------------------------------------
+
+    @property
+    def signing_key(self) -> SigningKey:
+        """The active key: it signs every new token."""
+        if not self._keys:
+            self._keys.append(_PublishedKey(SigningKey.generate()))
+        return self._keys[-1].key
+
+    def published_keys(self) -> list[SigningKey]:
+        """The keys the realm publishes: the active one and those rotated out recently."""
+        active = self.signing_key
+        now = self.clock()
+        published = [p.key for p in self._keys if p.retired_at is None or now < p.retired_at]
+        return published if active in published else [*published, active]
+
+    def jwks(self) -> dict[str, Any]:
+        """The JWK set served at ``.../protocol/openid-connect/certs``."""
+        return {"keys": [key.public_jwk() for key in self.published_keys()]}
+
+    def rotate_keys(self, *, grace: float = 0.0) -> SigningKey:
+        """Make a new active key, as an administrator adding a key provider does.
+
+        Keys signed with before stay published (Keycloak's passive keys) for ``grace``
+        seconds, so tokens they signed keep verifying, and are gone afterwards.
+        """
+        if grace < 0:
+            raise ValueError("grace must not be negative")
+        self.signing_key  # noqa: B018 - the first key must exist before it can retire
+        retire_at = self.clock() + grace
+        for published in self._keys:
+            if published.retired_at is None or published.retired_at > retire_at:
+                published.retired_at = retire_at
+        key = SigningKey.generate()
+        self._keys.append(_PublishedKey(key))
+        return key
+
+    def _sign(self, claims: Mapping[str, Any], *, typ: str = "JWT") -> str:
+        return sign_jwt(claims, key=self.signing_key, typ=typ)
+
+    def _access_token(self, claims: dict[str, Any], *, issued_at: float, expires_at: float) -> str:
+        """Remember and encode an access token in the flavour's format."""
+        token_format = self.flavour.token_format
+        if token_format == "opaque":
+            token = secrets.token_urlsafe(32)
+            self._remember(token, issued_at=issued_at, expires_at=expires_at, claims=claims)
+            return token
+        self._remember(claims["jti"], issued_at=issued_at, expires_at=expires_at)
+        if token_format == "rfc9068":
+            return self._sign(claims, typ="at+jwt")
+        return self._sign(claims)
+
+    def _profile_claims(
+        self, *, client: DevClient, issuer: str, subject: str, scope: str
+    ) -> dict[str, Any]:
+        """The claims naming the client and audience, in the flavour's profile."""
+        if self.flavour.token_format == "rfc9068":
+            return {
+                "iss": issuer,
+                "sub": subject,
+                "client_id": client.client_id,
+                "aud": API_AUDIENCE,
+                "scope": scope,
+            }
+        return {
+            "iss": issuer,
+            "aud": "account",
+            "sub": subject,
+            "typ": "Bearer",
+            "azp": client.client_id,
+            "acr": "1",
+            "allowed-origins": ["/*"],
+            "realm_access": {
+                "roles": ["offline_access", "uma_authorization", "default-roles-" + self.realm]
+            },
+            "resource_access": {"account": {"roles": ["manage-account", "view-profile"]}},
+            "scope": scope,
+        }
+
+    # --- tokens -----------------------------------------------------------------------------
+
     def issue_client_credentials(
         self, client: DevClient, *, issuer: str, expired: bool = False
     ) -> IssuedTokens:
@@ -346,37 +457,65 @@ class DevServerState:
         lifetime = 0.0 if expired else self.token_lifetime
         session_state = str(uuid.uuid4()) if self.flavour.refresh_tokens else None
         service_account = f"service-account-{client.client_id}"
+        rfc9068 = self.flavour.token_format == "rfc9068"
+        subject = (
+            client.client_id
+            if rfc9068
+            else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{issuer}/{service_account}"))
+        )
         claims: dict[str, Any] = {
             "exp": int(now + lifetime),
             "iat": int(now),
             "jti": str(uuid.uuid4()),
-            "iss": issuer,
-            "sub": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{issuer}/{service_account}")),
-            "typ": "Bearer",
-            "azp": client.client_id,
-            "scope": self.granted_scope,
-            "clientId": client.client_id,
-            "preferred_username": service_account,
+            **self._profile_claims(
+                client=client, issuer=issuer, subject=subject, scope=self.granted_scope
+            ),
         }
+        if not rfc9068:
+            claims["clientId"] = client.client_id
+            claims["preferred_username"] = service_account
         if session_state is not None:
             claims["session_state"] = session_state
             claims["sid"] = session_state
-        self._remember(claims["jti"], issued_at=now, expires_at=now + lifetime)
+        access_token = self._access_token(claims, issued_at=now, expires_at=now + lifetime)
         refresh_token = None
         if self.flavour.refresh_tokens:
-            refresh_claims = {**claims, "jti": str(uuid.uuid4()), "typ": "Refresh", "aud": issuer}
-            del refresh_claims["preferred_username"], refresh_claims["clientId"]
-            refresh_token = sign_jwt(refresh_claims, key=self._signing_key, kid=self.kid)
+            refresh_claims = {
+                "exp": int(now + lifetime),
+                "iat": int(now),
+                "jti": str(uuid.uuid4()),
+                "iss": issuer,
+                "aud": issuer,
+                "sub": subject,
+                "typ": "Refresh",
+                "azp": client.client_id,
+                "scope": self.granted_scope,
+            }
+            if session_state is not None:
+                refresh_claims["session_state"] = session_state
+                refresh_claims["sid"] = session_state
+            refresh_token = self._sign_refresh(refresh_claims)
         self.tokens_issued += 1
         expires_in = int(lifetime)
         return IssuedTokens(
-            access_token=sign_jwt(claims, key=self._signing_key, kid=self.kid),
+            access_token=access_token,
             expires_in=expires_in,
             scope=self.granted_scope,
             refresh_token=refresh_token,
             refresh_expires_in=expires_in if refresh_token else 0,
             session_state=session_state,
         )
+
+    def _sign_refresh(self, claims: Mapping[str, Any]) -> str:
+        return sign_hmac_jwt(claims, secret=self._hmac_secret, kid=self._hmac_kid)
+
+    def verify_refresh_token(self, token: str) -> dict[str, Any] | None:
+        """The claims of a refresh token this server signed (expiry not checked), else None."""
+        try:
+            claims = verify_hmac_jwt(token, secret=self._hmac_secret)
+        except InvalidJWT:
+            return None
+        return claims if claims.get("typ") in ("Refresh", "Offline") else None
 
     def authenticate_user(self, username: str, password: str) -> DevUser | None:
         """The dev user with these credentials, compared in constant time, else None."""
@@ -416,28 +555,27 @@ class DevServerState:
         scope = self.user_granted_scope(requested_scope)
         user = session.user
         profile: dict[str, Any] = {"preferred_username": user.username}
-        profile.update((k, v) for k, v in (("name", user.name), ("email", user.email)) if v)
+        if user.name:
+            given, _, family = user.name.partition(" ")
+            profile.update(name=user.name, given_name=given, family_name=family or given)
+        if user.email:
+            profile.update(email=user.email, email_verified=True)
         if user.company:
             profile["company"] = user.company
-        common: dict[str, Any] = {
-            "iat": int(now),
+        session_claims: dict[str, Any] = {
             "auth_time": session.auth_time,
-            "iss": issuer,
-            "sub": user.subject,
-            "azp": client.client_id,
             "session_state": session.session_id,
             "sid": session.session_id,
         }
         claims = {
             "exp": int(now + lifetime),
-            **common,
+            "iat": int(now),
             "jti": str(uuid.uuid4()),
-            "typ": "Bearer",
-            "scope": scope,
+            **self._profile_claims(client=client, issuer=issuer, subject=user.subject, scope=scope),
+            **session_claims,
             **profile,
         }
-        self._remember(claims["jti"], issued_at=now, expires_at=now + lifetime)
-        access_token = sign_jwt(claims, key=self._signing_key, kid=self.kid)
+        access_token = self._access_token(claims, issued_at=now, expires_at=now + lifetime)
         self.tokens_issued += 1
         if implicit:
             return IssuedTokens(
@@ -446,9 +584,11 @@ class DevServerState:
                 scope=scope,
                 session_state=session.session_id,
             )
+        common = {"iat": int(now), "iss": issuer, "sub": user.subject, "azp": client.client_id}
         refresh_claims = {
             "exp": int(now + SSO_SESSION_LIFETIME),
             **common,
+            **session_claims,
             "jti": str(uuid.uuid4()),
             "aud": issuer,
             "typ": "Refresh",
@@ -459,6 +599,7 @@ class DevServerState:
             id_claims = {
                 "exp": int(now + lifetime),
                 **common,
+                **session_claims,
                 "jti": str(uuid.uuid4()),
                 "aud": client.client_id,
                 "typ": "ID",
@@ -466,15 +607,40 @@ class DevServerState:
                 **({"nonce": nonce} if nonce is not None else {}),
                 **profile,
             }
-            id_token = sign_jwt(id_claims, key=self._signing_key, kid=self.kid)
+            id_token = self._sign(id_claims)
         return IssuedTokens(
             access_token=access_token,
             expires_in=int(lifetime),
             scope=scope,
-            refresh_token=sign_jwt(refresh_claims, key=self._signing_key, kid=self.kid),
+            refresh_token=self._sign_refresh(refresh_claims),
             refresh_expires_in=int(SSO_SESSION_LIFETIME),
             session_state=session.session_id,
             id_token=id_token,
+        )
+
+    def mint_user_tokens(
+        self,
+        *,
+        client_id: str,
+        issuer: str,
+        username: str = "demo",
+        scope: str = "corp",
+        implicit: bool = True,
+        nonce: str | None = None,
+    ) -> IssuedTokens:
+        """Sign ``username`` in to ``client_id`` without a browser and return the tokens.
+
+        The same tokens as the browser flow: tests use it to hold genuine tokens of
+        another registered client, or ID and refresh tokens.
+        """
+        session = self.start_sso_session(self.users[username])
+        return self.issue_user_tokens(
+            client=self.clients[client_id],
+            session=session,
+            requested_scope=scope,
+            issuer=issuer,
+            implicit=implicit,
+            nonce=nonce,
         )
 
     def verify_id_token(self, token: str) -> dict[str, Any] | None:
@@ -484,24 +650,39 @@ class DevServerState:
         type are checked.
         """
         try:
-            claims = verify_jwt(token, key=self._signing_key)
+            claims = verify_jwt(token, keys=self.published_keys())
         except InvalidJWT:
             return None
         return claims if claims.get("typ") == "ID" else None
+
+    def _token_claims(self, token: str) -> tuple[dict[str, Any], _IssueRecord | None] | None:
+        """The claims of an access token this server issued and its record, else None."""
+        if self.flavour.token_format == "opaque":
+            record = self._issued.get(token)
+            if record is None or record.claims is None:
+                return None
+            return dict(record.claims), record
+        try:
+            claims = verify_jwt(token, keys=self.published_keys())
+        except InvalidJWT:
+            return None
+        return claims, self._issued.get(str(claims.get("jti")))
 
     def check_access_token(self, token: str) -> dict[str, Any] | TokenRejection:
         """The token's claims if the sample API should accept it, else the reason it won't.
 
         Checks run in the Keycloak adapter's order: signature, expiry, then not-before.
         """
-        try:
-            claims = verify_jwt(token, key=self._signing_key)
-        except InvalidJWT:
+        found = self._token_claims(token)
+        if found is None:
             return "Invalid token"
-        if claims.get("typ") != "Bearer" or not isinstance(claims.get("exp"), int):
+        claims, record = found
+        # Keycloak marks access tokens ``typ: Bearer`` (opaque ones stand for such claims);
+        # RFC 9068 marks only ID tokens (``typ: ID``): its access tokens have no ``typ``.
+        expected_type = None if self.flavour.token_format == "rfc9068" else "Bearer"
+        if claims.get("typ") != expected_type or not isinstance(claims.get("exp"), int):
             return "Invalid token"
         now = self.clock()
-        record = self._issued.get(str(claims.get("jti")))
         if record is None:
             if now >= claims["exp"]:
                 return "Token expired"
@@ -515,22 +696,45 @@ class DevServerState:
             return "Stale token"
         return claims
 
-    def _remember(self, jti: str, *, issued_at: float, expires_at: float) -> None:
+    def introspect(self, token: str) -> dict[str, Any]:
+        """Keycloak's RFC 7662 answer: the claims plus ``active``, ``client_id``,
+        ``username`` and ``token_type`` for a live token, ``{"active": false}`` otherwise."""
+        self.introspection_requests += 1
+        verdict = self.check_access_token(token)
+        if isinstance(verdict, dict):
+            answer = dict(verdict)
+            answer["client_id"] = verdict.get("azp", verdict.get("client_id"))
+            if "preferred_username" in verdict:
+                answer["username"] = verdict["preferred_username"]
+            answer["token_type"] = "Bearer"
+            answer["active"] = True
+            return answer
+        refresh = self.verify_refresh_token(token)
+        if refresh is not None and self.clock() < float(refresh.get("exp", 0)):
+            return {**refresh, "client_id": refresh.get("azp"), "active": True}
+        id_claims = self.verify_id_token(token)
+        if id_claims is not None and self.clock() < float(id_claims.get("exp", 0)):
+            return {**id_claims, "client_id": id_claims.get("azp"), "active": True}
+        return {"active": False}
+
+    def _remember(
+        self,
+        key: str,
+        *,
+        issued_at: float,
+        expires_at: float,
+        claims: Mapping[str, Any] | None = None,
+    ) -> None:
         if len(self._issued) >= _REGISTRY_PRUNE_THRESHOLD:
             self._issued = {
-                key: record for key, record in self._issued.items() if record.expires_at > issued_at
+                k: record for k, record in self._issued.items() if record.expires_at > issued_at
             }
-        self._issued[jti] = _IssueRecord(
-            sequence=next(self._sequence), issued_at=issued_at, expires_at=expires_at
+        self._issued[key] = _IssueRecord(
+            sequence=next(self._sequence), issued_at=issued_at, expires_at=expires_at, claims=claims
         )
 
 
 def _left_half_hash(token: str) -> str:
-    """``at_hash`` for an HS256-signed token (OIDC Core §3.1.3.6)."""
+    """``at_hash`` for an RS256-signed ID token (OIDC Core §3.1.3.6)."""
     digest = hashlib.sha256(token.encode("ascii")).digest()
     return b64url_encode(digest[: len(digest) // 2])
-
-
-def new_signing_key() -> bytes:
-    """A fresh random HS256 key, so tokens from another devserver are always foreign."""
-    return secrets.token_bytes(32)

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urljoin, urlsplit
 
 import httpx
 import pytest
@@ -22,6 +22,7 @@ import redis
 
 from tests.e2e.processes import free_port, running
 from tests.redis_server import RedisServer
+from tests.support import page_form
 
 pytestmark = pytest.mark.e2e
 
@@ -152,28 +153,32 @@ def test_workers_share_one_token_through_redis(
     assert with_redis < without_redis
 
 
+def bank_sign_in(authorize_url: str) -> dict[str, str]:
+    """Sign in as demo/demo on the devserver's page; return the fragment it answers with."""
+    with httpx.Client(timeout=5, follow_redirects=False) as client:
+        page = client.get(authorize_url)
+        assert page.status_code == 200, page.text
+        action, inputs = page_form(page.text)
+        session_code = dict(inputs)["session_code"]
+        form = {"session_code": session_code, "username": "demo", "password": "demo"}
+        form["login"] = "login"
+        answer = client.post(urljoin(authorize_url, action), data=form)
+    assert answer.status_code == 302, answer.text
+    return dict(parse_qsl(urlsplit(answer.headers["location"]).fragment))
+
+
 def sign_in(start: str, finish: str, idp: str) -> str:
     """Start a sign-in on ``start``, complete its callback on ``finish``; return the cookie."""
     login = httpx.get(start + "/auth/login?next=/", timeout=5)
     assert login.status_code == 303, login.text
     state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
     browser = login.cookies["corpauth_session"]
-    # The implicit result the fragment relay page would POST: a token from the devserver.
-    issued = httpx.post(
-        f"{idp}/realms/bog/protocol/openid-connect/token",
-        data={"grant_type": "client_credentials"},
-        auth=(CLIENT_ID, CLIENT_SECRET),
-        timeout=5,
-    ).json()
+    # What the fragment relay page would POST: the bank's answer to a real sign-in.
+    fields = bank_sign_in(login.headers["location"])
+    assert fields["state"] == state
     callback = httpx.post(
         finish + "/auth/callback",
-        data={
-            "corpauth_relay": "fragment",
-            "state": state,
-            "access_token": issued["access_token"],
-            "token_type": "Bearer",
-            "expires_in": "300",
-        },
+        data={"corpauth_relay": "fragment", **fields},
         headers={"Cookie": f"corpauth_session={browser}"},
         timeout=5,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import html.parser
-import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -19,7 +18,8 @@ from fastapi import Depends, FastAPI
 from fastapi_corpauth import CorpAuth, SessionStore, SignedInUser
 from fastapi_corpauth._login_protocol import pkce_challenge
 from fastapi_corpauth._protocol import basic_authorization
-from tests.support import CLIENT_ID, CLIENT_SECRET, ISSUER, FakeClock, settings
+from fastapi_corpauth.devserver._jwt import SigningKey, sign_jwt
+from tests.support import CLIENT_ID, CLIENT_SECRET, ISSUER, SIGNING_KEY, FakeClock, settings
 
 KEY_1 = "first-signing-key-0123456789"
 KEY_2 = "second-signing-key-9876543210"
@@ -29,24 +29,53 @@ LOGOUT_URL = ISSUER + "/protocol/openid-connect/logout"
 ROUTER_PREFIX = "/auth"
 
 
-def jwt(claims: Mapping[str, Any]) -> str:
-    """An unsigned JWT-shaped token carrying ``claims`` (the router never verifies it)."""
+JWKS_URL = ISSUER + "/protocol/openid-connect/certs"
+DISCOVERY_URL = ISSUER + "/.well-known/openid-configuration"
+TOKEN_ENDPOINT = ISSUER + "/protocol/openid-connect/token"
 
-    def part(data: Mapping[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+def jwt(claims: Mapping[str, Any], *, key: SigningKey = SIGNING_KEY) -> str:
+    """A customer's access token as the bank's Keycloak signs it, with ``claims`` on top.
+
+    ``exp`` must be given (the tests' clocks differ); issuer, client, type and subject
+    default to a genuine token of this client.
+    """
+    defaults = {
+        "iss": ISSUER,
+        "aud": "account",
+        "typ": "Bearer",
+        "azp": CLIENT_ID,
+        "sub": "user-1",
+        "scope": "corp profile email",
+        "sid": "6f2c1b1e-session",
+    }
+    return sign_jwt({**defaults, **claims}, key=key)
 
 
 class MockBank:
-    """The bank's token endpoint for the authorization-code exchange.
+    """The bank's Keycloak as the router sees it: discovery, its keys, the code exchange.
 
     Codes are registered with the challenge and redirect_uri of the ``/login`` that
     produced them; the exchange checks the grant, the client's Basic credentials, the
-    redirect_uri and the PKCE verifier, and each code works once.
+    redirect_uri and the PKCE verifier, and each code works once. ``discovery`` is the
+    document served (None: 404, so the plugin falls back to Keycloak's paths); ``keys``
+    are the signing keys published (``jwks_status`` other than 200 breaks that).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.discovery: dict[str, Any] | None = {
+            "issuer": ISSUER,
+            "authorization_endpoint": AUTHORIZE_URL,
+            "token_endpoint": TOKEN_ENDPOINT,
+            "jwks_uri": JWKS_URL,
+            "end_session_endpoint": LOGOUT_URL,
+            "authorization_response_iss_parameter_supported": False,
+        }
+        self.keys: list[SigningKey] = [SIGNING_KEY]
+        self.jwks_status = 200
+        self.jwks_requests = 0
+        self.discovery_requests = 0
         self.codes: dict[str, tuple[str | None, str]] = {}
         self.verifiers: list[str | None] = []
         self.requests: list[httpx.Request] = []
@@ -64,6 +93,17 @@ class MockBank:
         return httpx.MockTransport(self.handle)
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        if url == DISCOVERY_URL:
+            self.discovery_requests += 1
+            if self.discovery is None:
+                return httpx.Response(404)
+            return httpx.Response(200, json=self.discovery)
+        if url == JWKS_URL:
+            self.jwks_requests += 1
+            if self.jwks_status != 200:
+                return httpx.Response(self.jwks_status)
+            return httpx.Response(200, json={"keys": [k.public_jwk() for k in self.keys]})
         self.requests.append(request)
         if self.fail_with is not None:
             raise self.fail_with
@@ -76,7 +116,14 @@ class MockBank:
             return httpx.Response(
                 400, json={"error": "invalid_grant", "error_description": "; ".join(problems)}
             )
-        token = jwt({"sub": "user-code", "name": "Code Customer", "n": len(self.issued)})
+        token = jwt(
+            {
+                "sub": "user-code",
+                "name": "Code Customer",
+                "n": len(self.issued),
+                "exp": int(self.clock.now + 3600),
+            }
+        )
         self.issued.append(token)
         return httpx.Response(
             200,
@@ -341,7 +388,7 @@ async def open_site(
 ) -> AsyncIterator[Site]:
     """Start a site; ``overrides`` are settings (``session_secret`` defaults to [KEY_1])."""
     clock = clock or FakeClock()
-    bank = MockBank()
+    bank = MockBank(clock)
     values: dict[str, Any] = {"session_secret": KEY_1}
     values.update(overrides)
     corpauth = CorpAuth(

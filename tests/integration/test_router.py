@@ -962,6 +962,8 @@ async def test_nothing_secret_in_responses_locations_or_logs(
             fields = token_fields(params["state"], new_token(site))
             if mode == "query":
                 response = await browser.get("/auth/callback?" + urlencode(fields))
+            elif mode == "fragment":
+                response = await browser.relay(fields)
             else:
                 response = await browser.post("/auth/callback", data=fields)
             assert response.status_code == 303

@@ -10,7 +10,6 @@ does for each response mode.
 
 from __future__ import annotations
 
-import html.parser
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -25,6 +24,7 @@ from fastapi import Depends, FastAPI
 
 from fastapi_corpauth import CorpAuth, CorpAuthSettings, SessionStore, SignedInUser
 from fastapi_corpauth.devserver import DevClient, create_devserver
+from tests.support import page_form
 
 APP = "https://app.test"
 DEV = "http://bank.test"
@@ -54,6 +54,10 @@ KNOWN_CODES = frozenset(
         "client_credentials_rejected",
         "token_response_malformed",
         "configuration_error",
+        "invalid_token",
+        "verification_unavailable",
+        "response_mode_mismatch",
+        "token_endpoint_not_found",
     }
 )
 
@@ -160,29 +164,6 @@ async def site() -> AsyncIterator[Site]:
 
 
 # --- a browser ---------------------------------------------------------------------------
-
-
-class _FormParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[tuple[dict[str, str], list[tuple[str, str]]]] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        values = {k: v or "" for k, v in attrs}
-        if tag == "form":
-            self.forms.append((values, []))
-        elif tag in ("input", "button") and self.forms and values.get("name"):
-            self.forms[-1][1].append((values["name"], values.get("value", "")))
-
-
-def page_form(text: str) -> tuple[str, list[tuple[str, str]]]:
-    """The first form of an HTML page: its action and its named fields."""
-    parser = _FormParser()
-    parser.feed(text)
-    parser.close()
-    assert parser.forms, "no form on the page"
-    attrs, inputs = parser.forms[0]
-    return attrs.get("action", ""), inputs
 
 
 @dataclass

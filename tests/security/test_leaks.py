@@ -112,7 +112,7 @@ async def scenario(evidence: Evidence, overrides: dict[str, Any]) -> None:
         assert final.status_code == 303, final.text
         evidence.states.add(fields["state"])
         user = await site.corpauth.sessions.load_user(
-            site.corpauth._signer.load(browser.session_cookie) if site.corpauth._signer else None
+            site.corpauth.cookies.load(browser.session_cookie)
         )
         assert user is not None
         evidence.texts += [repr(user), str(user), repr(user.token)]

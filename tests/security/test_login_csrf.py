@@ -204,7 +204,13 @@ async def test_code_injected_into_another_sign_in() -> None:
         response = await victim.get(
             "/auth/callback?" + urlencode({"code": code, "state": victim_state})
         )
-        await assert_refused(victim, response, "callback_invalid")
+        # The bank promises iss (RFC 9207): a delivery without it is refused first.
+        await assert_refused(victim, response, "issuer_mismatch")
+        _, victim_state = await victim.start()
+        response = await victim.get(
+            "/auth/callback?" + urlencode({"code": code, "state": victim_state, "iss": ISSUER})
+        )
+        await assert_refused(victim, response, "callback_invalid")  # PKCE fails
         assert sessions_in(site) == 0
 
 
@@ -219,11 +225,12 @@ async def test_code_injected_into_another_sign_in() -> None:
     ids=["nesting-bomb", "huge-exp"],
 )
 async def test_hostile_token_with_a_live_state_is_no_crash(site: Site, token: str) -> None:
-    """Found by fuzzing: such tokens made the JWT reader raise (a 500); now they are just
-    opaque tokens whose lifetime falls back to the default."""
+    """Found by fuzzing: such tokens made the JWT reader raise (a 500); now they are
+    refused like any token the bank does not vouch for."""
     browser = await site.browser()
     _, state = await browser.start()
     response = await deliver(
-        browser, {"state": state, "access_token": token, "token_type": "Bearer"}
+        browser, {"state": state, "access_token": token, "token_type": "Bearer", "iss": ISSUER}
     )
-    assert response.status_code == 303
+    await assert_refused(browser, response, "invalid_token")
+    assert sessions_in(site) == 0

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 from dataclasses import FrozenInstanceError, replace
 from urllib.parse import quote_plus
@@ -36,13 +34,22 @@ from fastapi_corpauth.devserver._basic import (
     form_urldecode_strict,
     parse_basic_credentials,
 )
-from fastapi_corpauth.devserver._jwt import InvalidJWT, b64url_encode, sign_jwt, verify_jwt
+from fastapi_corpauth.devserver._jwt import (
+    InvalidJWT,
+    SigningKey,
+    b64url_encode,
+    sign_hmac_jwt,
+    sign_jwt,
+    verify_hmac_jwt,
+    verify_jwt,
+)
 from fastapi_corpauth.devserver._pages import origin_of
 from fastapi_corpauth.devserver._sessions import ExpiringStore
 from fastapi_corpauth.devserver._state import DEFAULT_ACCOUNTS
-from tests.support import FakeClock
+from tests.support import OTHER_SIGNING_KEY, SIGNING_KEY, FakeClock
 
-KEY = b"k" * 32
+KEY = SIGNING_KEY
+OTHER_KEY = OTHER_SIGNING_KEY
 SPECIAL_SECRET = "a+b%c:d é ✓"
 
 
@@ -70,32 +77,43 @@ def make_state(
 
 
 def test_jwt_round_trip_and_header() -> None:
-    token = sign_jwt({"sub": "x", "n": 1}, key=KEY, kid="kid-1")
+    token = sign_jwt({"sub": "x", "n": 1}, key=KEY)
     header_segment = token.split(".")[0]
     header = json.loads(base64.urlsafe_b64decode(header_segment + "=" * (-len(header_segment) % 4)))
-    assert header == {"alg": "HS256", "typ": "JWT", "kid": "kid-1"}
+    assert header == {"alg": "RS256", "typ": "JWT", "kid": KEY.kid}
     assert "=" not in token
-    assert verify_jwt(token, key=KEY) == {"sub": "x", "n": 1}
+    assert verify_jwt(token, keys=[KEY]) == {"sub": "x", "n": 1}
+
+
+def test_public_jwk_is_the_rsa_public_key_only() -> None:
+    jwk = KEY.public_jwk()
+    assert jwk["kid"] == KEY.kid
+    assert (jwk["kty"], jwk["alg"], jwk["use"]) == ("RSA", "RS256", "sig")
+    assert set(jwk) == {"kid", "kty", "alg", "use", "n", "e"}  # no private parts
 
 
 def test_jwt_wrong_key_is_rejected() -> None:
-    token = sign_jwt({"sub": "x"}, key=KEY, kid="k")
+    token = sign_jwt({"sub": "x"}, key=KEY)
+    impostor = SigningKey(kid=KEY.kid, private_key=OTHER_KEY.private_key)
     with pytest.raises(InvalidJWT):
-        verify_jwt(token, key=b"other" * 8)
+        verify_jwt(token, keys=[impostor])
+    with pytest.raises(InvalidJWT, match="unknown key"):
+        verify_jwt(token, keys=[OTHER_KEY])
 
 
 def test_jwt_tampered_payload_is_rejected() -> None:
-    header, _, signature = sign_jwt({"sub": "x"}, key=KEY, kid="k").split(".")
+    header, _, signature = sign_jwt({"sub": "x"}, key=KEY).split(".")
     forged = b64url_encode(json.dumps({"sub": "admin"}).encode())
     with pytest.raises(InvalidJWT):
-        verify_jwt(f"{header}.{forged}.{signature}", key=KEY)
+        verify_jwt(f"{header}.{forged}.{signature}", keys=[KEY])
 
 
-def test_jwt_alg_none_is_rejected() -> None:
-    header = b64url_encode(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+def test_jwt_alg_none_and_hmac_are_rejected() -> None:
     payload = b64url_encode(json.dumps({"sub": "x"}).encode())
-    with pytest.raises(InvalidJWT):
-        verify_jwt(f"{header}.{payload}.", key=KEY)
+    for alg in ("none", "HS256"):
+        header = b64url_encode(json.dumps({"alg": alg, "typ": "JWT", "kid": KEY.kid}).encode())
+        with pytest.raises(InvalidJWT):
+            verify_jwt(f"{header}.{payload}.", keys=[KEY])
 
 
 @pytest.mark.parametrize(
@@ -103,15 +121,26 @@ def test_jwt_alg_none_is_rejected() -> None:
 )
 def test_jwt_garbage_is_rejected(garbage: str) -> None:
     with pytest.raises(InvalidJWT):
-        verify_jwt(garbage, key=KEY)
+        verify_jwt(garbage, keys=[KEY])
 
 
-def test_jwt_non_object_payload_is_rejected() -> None:
-    header = b64url_encode(json.dumps({"alg": "HS256"}).encode())
-    payload = b64url_encode(b"[1, 2]")
-    signature = hmac.new(KEY, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-    with pytest.raises(InvalidJWT, match="JSON object"):
-        verify_jwt(f"{header}.{payload}.{b64url_encode(signature)}", key=KEY)
+def test_refresh_tokens_are_hmac_signed_with_the_realm_secret() -> None:
+    secret = b"s" * 64
+    token = sign_hmac_jwt({"typ": "Refresh", "sub": "x"}, secret=secret, kid="hmac")
+    assert jwt_header(token)["alg"] == "HS512"
+    assert verify_hmac_jwt(token, secret=secret) == {"typ": "Refresh", "sub": "x"}
+    with pytest.raises(InvalidJWT):
+        verify_hmac_jwt(token, secret=b"t" * 64)
+    with pytest.raises(InvalidJWT):
+        verify_jwt(token, keys=[KEY])
+
+
+def jwt_header(token: str) -> dict[str, str]:
+    segment = token.split(".")[0]
+    header: dict[str, str] = json.loads(
+        base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    )
+    return header
 
 
 # --- Basic decoding ----------------------------------------------------------------------------
@@ -370,7 +399,7 @@ def test_cli_defaults_and_path_prefix() -> None:
     args = build_parser().parse_args(["--path-prefix", "/auth/"])
     app = build_app(args)
     state = app.state.devserver
-    assert set(state.clients) == {"corp-app"}
+    assert set(state.clients) == {"corp-app", "other-app"}
     assert [getattr(route, "path", None) for route in app.routes][-1] == "/auth"
 
 
@@ -537,7 +566,7 @@ def test_cli_users_public_clients_and_implicit_lifetime() -> None:
     state = build_app(args).state.devserver
     assert state.users["anna"].password == "pw:with:colons"
     assert state.clients["implicitclient"].public is True
-    assert set(state.clients) == {"corp-app", "implicitclient"}
+    assert set(state.clients) == {"corp-app", "other-app", "implicitclient"}
     assert state.implicit_token_lifetime == 60.0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--user", "no-password"])

@@ -127,7 +127,7 @@ async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
     """Completed sign-ins leave markers; they must not push out the sessions they made."""
     from fastapi_corpauth._sessions import SessionManager
     from fastapi_corpauth._token import Token
-    from tests.support import FakeClock
+    from tests.support import FakeClock, verified_identity
 
     clock = FakeClock()
     store = MemorySessionStore(max_entries=200, clock=clock)
@@ -139,6 +139,7 @@ async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
             next_url="/",
             redirect_uri="http://localhost/cb",
             response_type="token",
+            response_mode="fragment",
             code_verifier=None,
             locale="en",
         )
@@ -151,7 +152,11 @@ async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
             issued_at=now,
             expires_at=now + 300,
         )
-        made.append(await sessions.create_session(token=token, replaces=f"b{n}"))
+        made.append(
+            await sessions.create_session(
+                token=token, identity=verified_identity(f"c{n}"), replaces=f"b{n}"
+            )
+        )
     assert len(store) <= 200
     newest = made[-50:]
     kept = [await sessions.load_user(session_id) for session_id in newest]
