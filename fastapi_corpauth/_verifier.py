@@ -51,10 +51,12 @@ class KeyCache:
     """The issuer's signing keys, fetched when first needed and kept ``keys_max_age``.
 
     A token signed with a key id the cache does not know makes it fetch the keys again
-    (the issuer rotated them), at most once every ``key_refetch_interval`` seconds
-    whatever the number of such tokens, so a flood of random ``kid`` values costs a
-    handful of requests. Concurrent callers share one request. Once read, keys outlive
-    a failed refresh: tokens keep verifying while the issuer is briefly unreachable.
+    (the issuer rotated them): the first such token does at once, later ones at most
+    once every ``key_refetch_interval`` seconds whatever their number, so a flood of
+    random ``kid`` values costs a handful of requests. A failed read is not retried
+    within that interval either. Concurrent callers share one request. Once read, keys
+    outlive a failed refresh: tokens keep verifying while the issuer is briefly
+    unreachable.
     """
 
     def __init__(
@@ -69,8 +71,9 @@ class KeyCache:
         self._clock = clock
         self._keys: KeySet | None = None
         self._url: str | None = None
-        self._fetched_at = 0.0
-        self._last_attempt: float | None = None
+        self._loaded_at = 0.0
+        self._refetched_at: float | None = None
+        self._failed_at: float | None = None
         self._fetch: asyncio.Task[KeySet] | None = None
         #: JWKS documents requested, for metrics and tests.
         self.requests_sent = 0
@@ -85,34 +88,52 @@ class KeyCache:
             VerificationUnavailable: no keys were ever read and the URL cannot be read now
                 (``KeysNotPublished`` when it answers 404).
         """
+        if self._fetch is not None:
+            return await self._read_or_keep(url)
         now = self._clock()
-        if self._keys is not None and self._url == url:
-            if now < self._fetched_at + self._policy.keys_max_age or self._cooling_down(now):
-                return self._keys
-            try:
-                return await self._shared_fetch(url)
-            except VerificationUnavailable:
-                return self._keys  # keep verifying with what the issuer published before
-        if self._cooling_down(now):
+        known = self._keys if self._url == url else None
+        if known is not None and now < self._loaded_at + self._policy.keys_max_age:
+            return known
+        if self._within(self._failed_at, now):
+            if known is not None:
+                return known
             raise VerificationUnavailable("the issuer's signing keys are unavailable")
-        return await self._shared_fetch(url)
+        return await self._read_or_keep(url)
 
     async def refetch(self, url: str) -> KeySet:
-        """Read the keys again because a token named an unknown key id (rate limited)."""
-        if self._cooling_down(self._clock()) and self._keys is not None:
-            return self._keys
-        return await self._shared_fetch(url)
+        """Read the keys again because a token named an unknown key id (rate limited).
 
-    def _cooling_down(self, now: float) -> bool:
-        last = self._last_attempt
-        return last is not None and now < last + self._policy.key_refetch_interval
-
-    async def _shared_fetch(self, url: str) -> KeySet:
+        Raises:
+            VerificationUnavailable: the keys cannot be read now, so whether the issuer
+                published that key cannot be told.
+        """
         if self._fetch is None:
-            self._last_attempt = self._clock()
+            now = self._clock()
+            if self._within(self._failed_at, now):
+                raise VerificationUnavailable("the issuer's signing keys are unavailable")
+            if self._within(self._refetched_at, now):
+                return await self.keys(url)
+            self._refetched_at = now
+        return await self._shared_read(url)
+
+    def _within(self, moment: float | None, now: float) -> bool:
+        return moment is not None and now < moment + self._policy.key_refetch_interval
+
+    async def _shared_read(self, url: str) -> KeySet:
+        """Read the keys, joining a read under way."""
+        if self._fetch is None:
             self._fetch = asyncio.create_task(self._read(url))
             self._fetch.add_done_callback(self._fetch_done)
         return await asyncio.shield(self._fetch)
+
+    async def _read_or_keep(self, url: str) -> KeySet:
+        """Read the keys (joining a read under way); keep the old ones if it fails."""
+        try:
+            return await self._shared_read(url)
+        except VerificationUnavailable:
+            if self._keys is None or self._url != url:
+                raise
+            return self._keys
 
     def _fetch_done(self, task: asyncio.Task[KeySet]) -> None:
         self._fetch = None
@@ -121,6 +142,18 @@ class KeyCache:
 
     async def _read(self, url: str) -> KeySet:
         self.requests_sent += 1
+        try:
+            keys = await self._download(url)
+        except VerificationUnavailable:
+            self._failed_at = self._clock()
+            raise
+        if self._url != url or len(keys) != len(self._keys or ()):
+            logger.info("read %d signing key(s) of the issuer", len(keys))
+        self._keys, self._url = keys, url
+        self._loaded_at, self._failed_at = self._clock(), None
+        return keys
+
+    async def _download(self, url: str) -> KeySet:
         try:
             response = await self._http.get(url, headers={"Accept": "application/json"})
         except httpx.HTTPError as exc:
@@ -131,16 +164,12 @@ class KeyCache:
         try:
             if response.status_code != 200 or len(response.content) > _MAX_RESPONSE_BYTES:
                 raise ValueError(f"HTTP {response.status_code}")
-            keys = KeySet.from_jwks(
+            return KeySet.from_jwks(
                 json.loads(response.content), algorithms=self._policy.algorithms
             )
         except (ValueError, RecursionError) as exc:
             logger.warning("the issuer's signing keys could not be read (%s)", exc)
             raise VerificationUnavailable("the issuer's signing keys are unusable") from exc
-        if self._url is None or self._url != url or len(keys) != len(self._keys or ()):
-            logger.info("read %d signing key(s) of the issuer", len(keys))
-        self._keys, self._url, self._fetched_at = keys, url, self._clock()
-        return keys
 
 
 class TokenVerifier:

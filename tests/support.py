@@ -147,3 +147,20 @@ def page_form(text: str) -> tuple[str, list[tuple[str, str]]]:
     assert parser.forms, "no form on the page"
     attrs, inputs = parser.forms[0]
     return attrs.get("action", ""), inputs
+
+
+class Breakable(httpx.AsyncBaseTransport):
+    """Wraps a transport; a request whose path ends with a key of ``broken`` fails with
+    its value (a status code to answer, or an exception to raise)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.broken: dict[str, int | Exception] = {}
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        for suffix, failure in self.broken.items():
+            if request.url.path.endswith(suffix):
+                if isinstance(failure, Exception):
+                    raise failure
+                return httpx.Response(failure, request=request)
+        return await self.inner.handle_async_request(request)

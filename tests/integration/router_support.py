@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI
 from fastapi_corpauth import CorpAuth, SessionStore, SignedInUser
 from fastapi_corpauth._login_protocol import pkce_challenge
 from fastapi_corpauth._protocol import basic_authorization
+from fastapi_corpauth._verification import at_hash
 from fastapi_corpauth.devserver._jwt import SigningKey, sign_jwt
 from tests.support import CLIENT_ID, CLIENT_SECRET, ISSUER, SIGNING_KEY, FakeClock, settings
 
@@ -85,6 +86,8 @@ class MockBank:
         self.expires_in: int = 300
         self.token_type = "Bearer"
         self.fail_with: Exception | None = None
+        #: Claims of the ID token sent with the next code exchanges (None: no ID token).
+        self.id_token_claims: dict[str, Any] | None = None
 
     def register(self, code: str, *, challenge: str | None, redirect_uri: str) -> None:
         self.codes[code] = (challenge, redirect_uri)
@@ -125,18 +128,28 @@ class MockBank:
             }
         )
         self.issued.append(token)
-        return httpx.Response(
-            200,
-            json={
-                "access_token": token,
-                "expires_in": self.expires_in,
-                "refresh_expires_in": 0,
-                "token_type": self.token_type,
-                "not-before-policy": 0,
-                "scope": "corp",
-            },
-            headers={"Cache-Control": "no-store"},
-        )
+        body = {
+            "access_token": token,
+            "expires_in": self.expires_in,
+            "refresh_expires_in": 0,
+            "token_type": self.token_type,
+            "not-before-policy": 0,
+            "scope": "corp",
+        }
+        if self.id_token_claims is not None:
+            claims = {
+                "iss": ISSUER,
+                "aud": CLIENT_ID,
+                "sub": "user-code",
+                "typ": "ID",
+                "exp": int(self.clock.now + 3600),
+                "at_hash": at_hash(token, "RS256"),
+                **self.id_token_claims,
+            }
+            body["id_token"] = sign_jwt(
+                {k: v for k, v in claims.items() if v is not None}, key=SIGNING_KEY
+            )
+        return httpx.Response(200, json=body, headers={"Cache-Control": "no-store"})
 
     def _check(self, request: httpx.Request, form: dict[str, str]) -> list[str]:
         problems = []

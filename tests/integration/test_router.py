@@ -1019,3 +1019,110 @@ async def test_openapi_lists_the_cookie_scheme_without_secrets(site: Site) -> No
     for secret in (KEY_1, CLIENT_SECRET, json.dumps(CLIENT_SECRET)[1:-1]):
         assert secret not in text
     assert "bearer" not in text.lower()
+
+
+# --- verification specifics: nonce, discovery, end-session ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("id_claims", "expected"),
+    [
+        ({"nonce": "<nonce>"}, None),
+        ({"nonce": "a-different-nonce"}, "invalid_token"),
+        ({"nonce": None}, "invalid_token"),
+        ({"nonce": "<nonce>", "aud": "other-app"}, "invalid_token"),
+        ({"nonce": "<nonce>", "sub": "someone-else"}, "invalid_token"),
+        (None, "callback_invalid"),
+    ],
+)
+async def test_an_openid_code_sign_in_checks_the_nonce(
+    id_claims: dict[str, Any] | None, expected: str | None
+) -> None:
+    async with open_site(response_type="code", scope="openid corp") as site:
+        browser = await site.browser()
+        params = await browser.login()
+        nonce = params["nonce"]
+        assert len(nonce) >= 43
+        site.bank.register(
+            "code-n", challenge=params["code_challenge"], redirect_uri=params["redirect_uri"]
+        )
+        site.secrets.add("code-n")
+        if id_claims is not None:
+            site.bank.id_token_claims = {
+                k: (nonce if v == "<nonce>" else v) for k, v in id_claims.items()
+            }
+        query = urlencode({"state": params["state"], "iss": ISSUER, "code": "code-n"})
+        response = await browser.get("/auth/callback?" + query)
+        if expected is None:
+            assert response.status_code == 303, response.text
+            assert (await browser.me()).json()["name"] == "Code Customer"
+        else:
+            assert error_code(response) == expected
+            await assert_signed_out(browser)
+
+
+async def test_a_token_implicit_sign_in_sends_no_nonce_without_openid(site: Site) -> None:
+    browser = await site.browser()
+    assert "nonce" not in await browser.login()
+
+
+async def test_discovery_decides_the_endpoints_and_iss() -> None:
+    async with open_site() as site:
+        site.bank.discovery = {
+            **(site.bank.discovery or {}),
+            "authorization_endpoint": "https://login.bank.test/authorize",
+            "authorization_response_iss_parameter_supported": True,
+        }
+        browser = await site.browser()
+        response = await browser.get("/auth/login")
+        assert response.headers["location"].startswith("https://login.bank.test/authorize?")
+        state = dict(parse_qsl(urlsplit(response.headers["location"]).query))["state"]
+        fields = token_fields(state, new_token(site))
+        del fields["iss"]
+        assert error_code(await browser.relay(fields)) == "issuer_mismatch"
+        assert site.bank.discovery_requests == 1
+
+
+async def test_without_discovery_keycloaks_paths_apply() -> None:
+    async with open_site() as site:
+        site.bank.discovery = None
+        browser = await site.browser()
+        await browser.login()  # asserts the Keycloak authorize path
+        params = await browser.login()
+        fields = token_fields(params["state"], new_token(site))
+        del fields["iss"]  # a Keycloak < 23 sends none: accepted
+        assert (await browser.relay(fields)).status_code == 303
+        assert site.bank.jwks_requests == 1
+        assert site.bank.discovery_requests == 1  # the failure is remembered for a while
+
+
+async def test_discovery_can_be_switched_off() -> None:
+    async with open_site(discovery=False) as site:
+        browser = await site.browser()
+        await sign_in(site, browser)
+        assert site.bank.discovery_requests == 0
+
+
+async def test_logout_skips_an_end_session_the_bank_does_not_have() -> None:
+    async with open_site(logout_at_provider=True) as site:
+        discovery = dict(site.bank.discovery or {})
+        del discovery["end_session_endpoint"]
+        site.bank.discovery = discovery
+        browser = await site.browser()
+        await sign_in(site, browser)
+        response = await browser.get("/auth/logout?next=/bye")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/bye"
+        await assert_signed_out(browser)
+
+
+async def test_keys_published_under_a_discovered_jwks_uri() -> None:
+    async with open_site() as site:
+        site.bank.keys = []  # nothing at Keycloak's path...
+        site.bank.discovery = {**(site.bank.discovery or {}), "jwks_uri": ISSUER + "/keys"}
+        browser = await site.browser()
+        params = await browser.login()
+        response = await browser.relay(token_fields(params["state"], new_token(site)))
+        # ...and the discovered URI is not served by the mock bank: unavailable, not a pass.
+        assert response.status_code == 503
+        assert error_code(response) == "verification_unavailable"

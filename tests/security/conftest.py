@@ -22,7 +22,13 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from fastapi_corpauth import CorpAuth, CorpAuthSettings, SessionStore, SignedInUser
+from fastapi_corpauth import (
+    CorpAuth,
+    CorpAuthSettings,
+    SessionStore,
+    SignedInUser,
+    VerifiedToken,
+)
 from fastapi_corpauth.devserver import DevClient, create_devserver
 from tests.support import page_form
 
@@ -83,6 +89,10 @@ def build_app(corpauth: CorpAuth) -> FastAPI:
     async def token_length(token: str = Depends(corpauth.bearer_token)) -> dict[str, int]:
         return {"length": len(token)}
 
+    @app.get("/desktop/me")
+    async def desktop_me(customer: VerifiedToken = Depends(corpauth.verified_bearer)) -> Any:
+        return {"subject": customer.subject, "client_id": customer.client_id}
+
     return app
 
 
@@ -135,18 +145,23 @@ async def open_site(
     clock: Callable[[], float] = time.time,
     session_store: SessionStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    transport_factory: Callable[[FastAPI], httpx.AsyncBaseTransport] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Site]:
+    """The devserver and the app; ``transport_factory`` wraps the app's way to the bank."""
     devserver = create_devserver(
         flavour=flavour,
         clients=(
             DevClient(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(CALLBACK,)),
+            # Another application of the realm: its customers' tokens are foreign here.
+            DevClient(client_id="other-app", client_secret="other-secret"),
         ),
         clock=clock,
     )
     corpauth = CorpAuth(
         site_settings(**overrides),
-        transport=transport or httpx.ASGITransport(app=devserver),
+        transport=transport
+        or (transport_factory or (lambda app: httpx.ASGITransport(app=app)))(devserver),
         api_transport=httpx.ASGITransport(app=devserver),
         clock=clock,
         session_store=session_store,
