@@ -326,6 +326,16 @@ class Devserver:
         data: dict[str, Any] = response.json()
         return data
 
+    def user_token(self, username: str = "demo") -> dict[str, Any]:
+        """A customer's access token, as the implicit sign-in at the bank issues it."""
+        response = httpx.post(
+            f"{self.base}/_dev/users/{username}/tokens", json={"client_id": CLIENT_ID}, timeout=5
+        )
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()
+        data["iss"] = self.issuer
+        return data
+
     def client_token(self) -> dict[str, Any]:
         response = httpx.post(
             self.token_url,
@@ -351,18 +361,22 @@ class Devserver:
 def relayed_callback(login: httpx.Response, token: Mapping[str, Any]) -> dict[str, str]:
     """The form the fragment relay page POSTs to ``/auth/callback`` after ``/auth/login``.
 
-    ``token`` is a devserver token response; the state comes from the login redirect.
+    ``token`` is a customer's token from the devserver (``Devserver.user_token``); the
+    state comes from the login redirect.
     """
     if login.status_code != 303:
         raise RuntimeError(f"/auth/login answered {login.status_code}")
     state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
-    return {
+    form = {
         "access_token": str(token["access_token"]),
         "token_type": "Bearer",
         "expires_in": str(token["expires_in"]),
         "state": state,
         "corpauth_relay": "fragment",
     }
+    if "iss" in token:
+        form["iss"] = str(token["iss"])
+    return form
 
 
 def rss_kib(pid: int) -> int:

@@ -19,8 +19,6 @@ import time
 import httpx
 
 from .common import (
-    CLIENT_ID,
-    CLIENT_SECRET,
     SESSION_SECRET,
     Profile,
     Report,
@@ -97,15 +95,10 @@ def run(profile: Profile, report: Report) -> None:
         app = start_uvicorn(
             started, "example_app.main:app", env=env, ready_path="/", factory=False, port=port
         )
-        token_url = f"{base}/idp/realms/bog/protocol/openid-connect/token"
-        response = httpx.post(
-            token_url,
-            data={"grant_type": "client_credentials", "scope": "corp"},
-            auth=(CLIENT_ID, CLIENT_SECRET),
-            timeout=10,
-        )
+        # A customer's token, as the implicit sign-in at the (embedded) bank issues it.
+        response = httpx.post(base + "/idp/_dev/users/demo/tokens", json={}, timeout=10)
         response.raise_for_status()
-        token = response.json()
+        token = {**response.json(), "iss": f"{base}/idp/realms/bog"}
         t0 = time.perf_counter()
         checkpoints, cookies = asyncio.run(sign_ins(base, app.pid, total, every, token))
         elapsed = time.perf_counter() - t0

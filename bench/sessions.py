@@ -33,7 +33,7 @@ def sign_in(app: str, dev: Devserver, client: httpx.Client | None = None) -> str
     POSTs the fragment with the ``corpauth_relay=fragment`` marker. The access token is a
     real one from the devserver. Returns the signed session cookie value.
     """
-    token = dev.client_token()
+    token = dev.user_token()
     return sign_in_with(app, token, client)
 
 
@@ -66,7 +66,7 @@ def run(profile: Profile, report: Report) -> None:
             "bench.apps:starlette_session_app",
             env={"BENCH_SESSION_SECRET": SESSION_SECRET},
         )
-        token = dev.client_token()
+        token = dev.user_token()
         cookie = sign_in_with(app.url, token)
         me = httpx.get(app.url + "/me", headers={"Cookie": f"{COOKIE}={cookie}"}, timeout=10)
         me.raise_for_status()

@@ -271,6 +271,16 @@ class FaultConfig(BaseModel):
     count: int | None = Field(default=None, ge=1)
 
 
+class MintRequest(BaseModel):
+    """JSON body of ``POST /_dev/users/{username}/tokens``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = DEFAULT_CLIENTS[0].client_id
+    scope: str = "corp"
+    implicit: bool = True
+
+
 class KeyRotation(BaseModel):
     """JSON body of ``POST /_dev/keys/rotate``: how long the old keys stay published."""
 
@@ -433,6 +443,22 @@ def create_devserver(
     async def clear_faults() -> Response:
         state.clear_faults()
         return Response(status_code=204)
+
+    @app.post("/_dev/users/{username}/tokens")
+    async def mint_tokens(username: str, request: Request, config: MintRequest) -> Response:
+        """A customer's tokens as a sign-in of ``client_id`` would issue them, without the
+        sign-in pages: for load tests and desktop-app tests in other processes."""
+        if username not in state.users or config.client_id not in state.clients:
+            return JSONResponse({"detail": "unknown user or client"}, status_code=404)
+        issued = state.mint_user_tokens(
+            client_id=config.client_id,
+            issuer=issuer_url(request, state.realm),
+            username=username,
+            scope=config.scope,
+            implicit=config.implicit,
+        )
+        body = {k: v for k, v in asdict(issued).items() if v is not None}
+        return JSONResponse({**body, "token_type": "Bearer"}, headers=NO_STORE)
 
     @app.post("/_dev/keys/rotate")
     async def rotate_keys(config: KeyRotation) -> dict[str, Any]:
