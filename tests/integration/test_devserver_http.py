@@ -701,3 +701,89 @@ async def test_counters_and_dev_stats(flavour_name: str) -> None:
     assert stats["not_before_policy"] == 0
     assert (reset["token_requests"], reset["tokens_issued"], reset["api_requests"]) == (0, 0, 0)
     assert state.api_rejections == 0
+
+
+# --- keys, introspection, key rotation, minted tokens ------------------------------------------
+
+CERTS_PATH = "/realms/bog/protocol/openid-connect/certs"
+INTROSPECT_PATH = "/realms/bog/protocol/openid-connect/token/introspect"
+
+
+async def test_discovery_names_the_keys_and_introspection() -> None:
+    app, _ = devserver()
+    async with serve(app) as client:
+        document = (await client.get("/realms/bog/.well-known/openid-configuration")).json()
+    assert document["jwks_uri"] == "http://dev" + CERTS_PATH
+    assert document["introspection_endpoint"] == "http://dev" + INTROSPECT_PATH
+    assert document["id_token_signing_alg_values_supported"] == ["RS256"]
+
+
+async def test_keys_are_published_and_rotate_with_a_grace_period() -> None:
+    clock = FakeClock(1_700_000_000.0)
+    app, state = devserver(clock=clock)
+    async with serve(app) as client:
+        first = (await client.get(CERTS_PATH)).json()["keys"]
+        assert [k["kid"] for k in first] == [state.signing_key.kid]
+        assert {k["kty"] for k in first} == {"RSA"} and "d" not in first[0]
+        old_token = (await request_token(client)).json()["access_token"]
+        rotated = (await client.post("/_dev/keys/rotate", json={"grace": 60})).json()
+        assert rotated["kid"] == state.signing_key.kid != first[0]["kid"]
+        assert rotated["published"] == [first[0]["kid"], rotated["kid"]]
+        assert (await client.get("/api/accounts", headers=bearer(old_token))).status_code == 200
+        clock.advance(60)
+        keys = (await client.get(CERTS_PATH)).json()["keys"]
+        assert [k["kid"] for k in keys] == [rotated["kid"]]
+        old = await client.get("/api/accounts", headers=bearer(old_token))
+        assert old.headers["www-authenticate"] == challenge("Invalid token")
+        assert (await client.post("/_dev/keys/rotate", json={"grace": -1})).status_code == 422
+    assert state.jwks_requests == 2
+
+
+async def test_introspection_as_keycloak_answers_it() -> None:
+    app, state = devserver()
+    async with serve(app) as client:
+        access = (await request_token(client)).json()["access_token"]
+        answer = await client.post(
+            INTROSPECT_PATH, data={"token": access}, headers=basic("corp-app", "dev-secret")
+        )
+        assert answer.status_code == 200
+        body = answer.json()
+        assert body["active"] is True
+        assert body["client_id"] == "corp-app"
+        assert body["username"] == "service-account-corp-app"
+        assert body["token_type"] == "Bearer"
+        for token in ("garbage", access[:-4] + "AAAA"):
+            inactive = await client.post(
+                INTROSPECT_PATH, data={"token": token}, headers=basic("corp-app", "dev-secret")
+            )
+            assert inactive.json() == {"active": False}
+        unauthenticated = await client.post(INTROSPECT_PATH, data={"token": access})
+        assert unauthenticated.status_code == 400
+        wrong = await client.post(
+            INTROSPECT_PATH, data={"token": access}, headers=basic("corp-app", "nope")
+        )
+        assert wrong.status_code == 401
+        missing = await client.post(
+            INTROSPECT_PATH, data={}, headers=basic("corp-app", "dev-secret")
+        )
+        assert missing.json()["error_description"] == "Token not provided."
+    assert state.introspection_requests == 3
+
+
+async def test_minted_customer_tokens_for_other_processes() -> None:
+    app, state = devserver()
+    async with serve(app) as client:
+        minted = await client.post("/_dev/users/demo/tokens", json={"client_id": "corp-app"})
+        assert minted.status_code == 200
+        body = minted.json()
+        assert body["token_type"] == "Bearer"
+        claims = jwt_part(body["access_token"], 1)
+        assert claims["azp"] == "corp-app"
+        assert claims["preferred_username"] == "demo"
+        assert isinstance(state.check_access_token(body["access_token"]), dict)
+        code_flow = await client.post(
+            "/_dev/users/demo/tokens", json={"implicit": False, "scope": "openid corp"}
+        )
+        assert {"refresh_token", "id_token"} <= set(code_flow.json())
+        unknown = await client.post("/_dev/users/nobody/tokens", json={})
+        assert unknown.status_code == 404
