@@ -25,6 +25,8 @@ from ._jwt import SigningKey
 from ._login import add_browser_routes
 from ._state import (
     DEFAULT_ACCOUNTS,
+    SSO_SESSION_LIFETIME,
+    SSO_SESSION_MAX,
     DevClient,
     DevServerState,
     FaultBodyKind,
@@ -141,11 +143,34 @@ def _authorization_code_grant(context: GrantContext) -> Response:
     return JSONResponse(body, headers=NO_STORE)
 
 
+def _refresh_token_grant(context: GrantContext) -> Response:
+    """RFC 6749 §6 as Keycloak answers it, rotation included."""
+    state, flavour = context.state, context.state.flavour
+    refresh_token = context.form.get("refresh_token")
+    if not refresh_token:
+        return oauth_error(400, "invalid_request", "Missing parameter: refresh_token")
+    issued = state.refresh(context.client, refresh_token, issuer=context.issuer)
+    if isinstance(issued, str):
+        return oauth_error(400, "invalid_grant", issued)
+    body: dict[str, Any] = {"access_token": issued.access_token}
+    if flavour.include_expires_in:
+        body["expires_in"] = issued.expires_in
+    body["refresh_expires_in"] = issued.refresh_expires_in
+    body["refresh_token"] = issued.refresh_token
+    body["token_type"] = flavour.token_type
+    if issued.id_token is not None:
+        body["id_token"] = issued.id_token
+    body["not-before-policy"] = state.not_before_policy
+    body["session_state"] = issued.session_state
+    body["scope"] = issued.scope
+    return JSONResponse(body, headers=NO_STORE)
+
+
 #: The grants the token endpoint understands; discovery advertises whatever it holds.
-#: ``refresh_token`` is not implemented yet.
 GRANT_HANDLERS: Mapping[str, GrantHandler] = {
     "authorization_code": _authorization_code_grant,
     "client_credentials": _client_credentials_grant,
+    "refresh_token": _refresh_token_grant,
 }
 
 
@@ -300,6 +325,9 @@ def create_devserver(
     accounts: Sequence[SampleAccount] = DEFAULT_ACCOUNTS,
     users: Sequence[DevUser] = DEFAULT_USERS,
     implicit_token_lifetime: float = 900.0,
+    sso_idle: float = SSO_SESSION_LIFETIME,
+    sso_max: float = SSO_SESSION_MAX,
+    revoke_refresh_tokens: bool = True,
 ) -> FastAPI:
     """Build a Keycloak-compatible authorization server plus a sample protected bank API.
 
@@ -309,6 +337,9 @@ def create_devserver(
     devserver foreign; pass one to share it, e.g. between test servers.
     ``users`` may sign in on the login page (default ``demo``/``demo``); implicit-flow
     tokens live ``implicit_token_lifetime`` seconds, code-flow ones ``token_lifetime``.
+    Browser sessions end after ``sso_idle`` seconds without a refresh and ``sso_max``
+    after the sign-in (Keycloak's SSO Session Idle and Max); with
+    ``revoke_refresh_tokens`` each refresh token works once.
     """
     resolved_flavour = FLAVOURS[flavour] if isinstance(flavour, str) else flavour
     state = DevServerState(
@@ -321,6 +352,9 @@ def create_devserver(
         accounts=accounts,
         users=users,
         implicit_token_lifetime=implicit_token_lifetime,
+        sso_idle=sso_idle,
+        sso_max=sso_max,
+        revoke_refresh_tokens=revoke_refresh_tokens,
     )
     app = FastAPI(
         title=f"fastapi-corpauth devserver ({resolved_flavour.name})",
@@ -459,6 +493,11 @@ def create_devserver(
         )
         body = {k: v for k, v in asdict(issued).items() if v is not None}
         return JSONResponse({**body, "token_type": "Bearer"}, headers=NO_STORE)
+
+    @app.post("/_dev/sso/end")
+    async def end_sso_sessions() -> dict[str, int]:
+        """Sign every browser out at the server, as an administrator can."""
+        return {"ended": state.end_sso_sessions()}
 
     @app.post("/_dev/keys/rotate")
     async def rotate_keys(config: KeyRotation) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from ._authorize import (
 from ._http import bearer_token, first_values, issuer_url, parse_form, realm_not_found, root_path
 from ._pages import error_page, logged_out_page, login_page, logout_confirm_page, security_headers
 from ._sessions import AuthorizationRequest, Locale, PendingLogout, ResponseMode, SsoSession
-from ._state import LOGIN_TIMEOUT, SSO_SESSION_LIFETIME, DevClient, DevServerState
+from ._state import LOGIN_TIMEOUT, DevClient, DevServerState
 
 __all__ = ["LOGIN_ACTION_PATH", "SSO_COOKIE", "add_browser_routes"]
 
@@ -129,7 +129,7 @@ class BrowserFlow:
         response.set_cookie(
             SSO_COOKIE,
             session.session_id,
-            max_age=int(SSO_SESSION_LIFETIME),
+            max_age=int(self.state.sso_lifetime(session)) or None,
             path=f"{_realm_path(request, self.state.realm)}/",
             secure=request.url.scheme == "https",
             httponly=True,

@@ -42,6 +42,7 @@ __all__ = [
     "DEFAULT_ACCOUNTS",
     "LOGIN_TIMEOUT",
     "SSO_SESSION_LIFETIME",
+    "SSO_SESSION_MAX",
     "DevClient",
     "DevServerState",
     "FaultBodyKind",
@@ -58,8 +59,10 @@ TokenRejection = Literal["Invalid token", "Token expired", "Stale token"]
 LOGIN_TIMEOUT = 300.0
 #: Seconds an authorization code stays redeemable (Keycloak's default is one minute).
 CODE_LIFETIME = 60.0
-#: Seconds a dev SSO session lasts, and the refresh token's lifetime ("SSO Session Idle").
+#: Keycloak's defaults: "SSO Session Idle" (30 min, also the refresh token's lifetime,
+#: renewed by each refresh) and "SSO Session Max" (10 h from the sign-in).
 SSO_SESSION_LIFETIME = 1800.0
+SSO_SESSION_MAX = 36000.0
 
 #: Past this many remembered tokens, expired ones are forgotten (their JWT ``exp`` suffices).
 _REGISTRY_PRUNE_THRESHOLD = 1024
@@ -217,9 +220,12 @@ class DevServerState:
         accounts: Sequence[SampleAccount],
         users: Sequence[DevUser] = DEFAULT_USERS,
         implicit_token_lifetime: float = 900.0,
+        sso_idle: float = SSO_SESSION_LIFETIME,
+        sso_max: float = SSO_SESSION_MAX,
+        revoke_refresh_tokens: bool = True,
     ) -> None:
-        if token_lifetime < 0 or implicit_token_lifetime < 0:
-            raise ValueError("token lifetimes must not be negative")
+        if min(token_lifetime, implicit_token_lifetime, sso_idle, sso_max) < 0:
+            raise ValueError("token and session lifetimes must not be negative")
         client_ids = [client.client_id for client in clients]
         if len(set(client_ids)) != len(client_ids):
             raise ValueError("client ids must be unique")
@@ -231,6 +237,12 @@ class DevServerState:
         self.flavour = flavour
         self.token_lifetime = token_lifetime
         self.implicit_token_lifetime = implicit_token_lifetime
+        self.sso_idle = sso_idle
+        self.sso_max = sso_max
+        #: Keycloak's "Revoke Refresh Token": each refresh token works once.
+        self.revoke_refresh_tokens = revoke_refresh_tokens
+        self._used_refresh_tokens: dict[str, float] = {}
+        self.refreshes = 0
         self.users: Mapping[str, DevUser] = {user.username: user for user in users}
         self.clock = clock
         self.accounts: Mapping[str, SampleAccount] = {a.account_id: a for a in accounts}
@@ -300,6 +312,7 @@ class DevServerState:
         self.logouts = 0
         self.jwks_requests = 0
         self.introspection_requests = 0
+        self.refreshes = 0
 
     def stats(self) -> dict[str, Any]:
         """The counters as JSON, for ``GET /_dev/stats``."""
@@ -314,6 +327,8 @@ class DevServerState:
             "logouts": self.logouts,
             "jwks_requests": self.jwks_requests,
             "introspection_requests": self.introspection_requests,
+            "refreshes": self.refreshes,
+            "sso_sessions": len(self.sso_sessions),
             "kid": self.signing_key.kid,
             "not_before": self.not_before,
             "not_before_policy": self.not_before_policy,
@@ -527,8 +542,64 @@ class DevServerState:
     def start_sso_session(self, user: DevUser) -> SsoSession:
         """Sign ``user`` in for this browser; the id goes into the SSO cookie."""
         session = SsoSession(session_id=str(uuid.uuid4()), user=user, auth_time=int(self.clock()))
-        self.sso_sessions.add(session, lifetime=SSO_SESSION_LIFETIME, key=session.session_id)
+        self.sso_sessions.add(session, lifetime=self.sso_lifetime(session), key=session.session_id)
         return session
+
+    def sso_lifetime(self, session: SsoSession) -> float:
+        """Seconds the SSO session lives from now if left idle: the idle timeout, cut off
+        by the session maximum counted from the sign-in."""
+        remaining = session.auth_time + self.sso_max - self.clock()
+        return max(0.0, min(self.sso_idle, remaining))
+
+    def touch_sso_session(self, session: SsoSession) -> None:
+        """Activity (a refresh) restarts the idle timeout, within the maximum."""
+        self.sso_sessions.add(session, lifetime=self.sso_lifetime(session), key=session.session_id)
+
+    def end_sso_sessions(self) -> int:
+        """Sign every browser out at the server (the admin's "Sign out all sessions")."""
+        count = len(self.sso_sessions)
+        self.sso_sessions.clear()
+        return count
+
+    def refresh(self, client: DevClient, refresh_token: str, *, issuer: str) -> IssuedTokens | str:
+        """Keycloak's refresh grant: new tokens, or the ``invalid_grant`` description.
+
+        The refresh token must be this server's, the client's, unexpired, not revoked by
+        a not-before push, of a live SSO session and, with ``revoke_refresh_tokens``, not
+        used before (a reused one is "Stale token"). Each refresh restarts the SSO
+        session's idle timeout.
+        """
+        claims = self.verify_refresh_token(refresh_token)
+        now = self.clock()
+        if claims is None or not isinstance(claims.get("exp"), int):
+            return "Invalid refresh token"
+        if claims.get("azp") != client.client_id:
+            return "Invalid refresh token. Token client and authorized client don't match"
+        if now >= claims["exp"]:
+            return "Token is not active"
+        issued_at = claims.get("iat")
+        if not isinstance(issued_at, int) or issued_at <= self.not_before:
+            return "Stale token"
+        session = self.sso_sessions.get(str(claims.get("sid")))
+        if session is None:
+            return "Session not active"
+        jti = str(claims.get("jti"))
+        if self.revoke_refresh_tokens:
+            if jti in self._used_refresh_tokens:
+                return "Stale token"
+            self._used_refresh_tokens = {
+                k: exp for k, exp in self._used_refresh_tokens.items() if exp > now
+            }
+            self._used_refresh_tokens[jti] = float(claims["exp"])
+        self.touch_sso_session(session)
+        self.refreshes += 1
+        return self.issue_user_tokens(
+            client=client,
+            session=session,
+            requested_scope=str(claims.get("scope", "")),
+            issuer=issuer,
+            implicit=False,
+        )
 
     def issue_code(self, request: AuthorizationRequest, session: SsoSession) -> str:
         """A single-use authorization code bound to the request (client, redirect, PKCE)."""
@@ -585,8 +656,9 @@ class DevServerState:
                 session_state=session.session_id,
             )
         common = {"iat": int(now), "iss": issuer, "sub": user.subject, "azp": client.client_id}
+        refresh_lifetime = self.sso_lifetime(session)
         refresh_claims = {
-            "exp": int(now + SSO_SESSION_LIFETIME),
+            "exp": int(now + refresh_lifetime),
             **common,
             **session_claims,
             "jti": str(uuid.uuid4()),
@@ -613,7 +685,7 @@ class DevServerState:
             expires_in=int(lifetime),
             scope=scope,
             refresh_token=self._sign_refresh(refresh_claims),
-            refresh_expires_in=int(SSO_SESSION_LIFETIME),
+            refresh_expires_in=int(refresh_lifetime),
             session_state=session.session_id,
             id_token=id_token,
         )
