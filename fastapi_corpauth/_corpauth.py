@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,13 @@ from fastapi.openapi.models import APIKey, APIKeyIn
 from fastapi.security.base import SecurityBase
 
 from ._auth import BankTokenAuth
-from ._errors import BankApiUnavailable, ConfigurationError, CorpAuthError, NotAuthenticated
+from ._errors import (
+    BankApiUnavailable,
+    ConfigurationError,
+    CorpAuthError,
+    LifespanNotStarted,
+    NotAuthenticated,
+)
 from ._fastapi import http_exception
 from ._memory_store import MemorySessionStore
 from ._router import build_router, is_loopback, login_url, request_path
@@ -35,6 +42,8 @@ __all__ = [
     "CurrentUserDependency",
     "OptionalUserDependency",
 ]
+
+logger = logging.getLogger("fastapi_corpauth")
 
 #: itsdangerous salt for the session cookie; other purposes get other salts.
 SESSION_SALT = "fastapi_corpauth.session"
@@ -81,6 +90,7 @@ class CorpAuth:
         self._api_transport = api_transport or transport
         self._clock = clock
         self._running: _Running | None = None
+        self._not_started_logged = False
         self._cookie = settings.cookie_options()
         self._signer = (
             CookieSigner(
@@ -269,9 +279,16 @@ class CorpAuth:
 
     def _require_running(self) -> _Running:
         if self._running is None:
-            raise ConfigurationError(
-                "CorpAuth is not started: create the app with FastAPI(lifespan=corpauth.lifespan)"
+            error = LifespanNotStarted(
+                "CorpAuth is not started: create the app with "
+                "FastAPI(lifespan=corpauth.lifespan), or enter "
+                "'async with corpauth.lifespan(app)' from the app's own lifespan"
             )
+            # Logged once per instance: every request of a misconfigured app fails alike.
+            if not self._not_started_logged:
+                self._not_started_logged = True
+                logger.error("%s", error.message)
+            raise error
         return self._running
 
 
