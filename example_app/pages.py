@@ -21,7 +21,8 @@ TEXT: Final[Mapping[Lang, Mapping[str, str]]] = {
         "company": "Kartli Logistics",
         "home": "Home",
         "welcome": "Company accounts at a glance",
-        "intro": "Sign in with your Business Online account to see the company's balances.",
+        "intro": "You are not signed in. Sign in with your Business Online account to see "
+        "the company's balances.",
         "sign_in": "Sign in with the bank",
         "signed_in_as": "Signed in as",
         "session_ends": "Session ends at",
@@ -46,7 +47,8 @@ TEXT: Final[Mapping[Lang, Mapping[str, str]]] = {
         "company": "ქართლი ლოჯისტიკსი",
         "home": "მთავარი",
         "welcome": "კომპანიის ანგარიშები ერთ გვერდზე",
-        "intro": "კომპანიის ნაშთების სანახავად შედით Business Online-ის ანგარიშით.",
+        "intro": "თქვენ არ ხართ შესული სისტემაში. კომპანიის ნაშთების სანახავად შედით "
+        "Business Online-ის ანგარიშით.",
         "sign_in": "ბანკით შესვლა",
         "signed_in_as": "მომხმარებელი",
         "session_ends": "სესიის დასასრული",
