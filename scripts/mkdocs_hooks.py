@@ -82,6 +82,8 @@ def settings_reference() -> str:
             lines += ["", f"### {SECTIONS[name]}", ""]
             lines += ["| Variable | Value | Default | Meaning |", "|---|---|---|---|"]
         value = describe_type(field.annotation)
+        if name == "cookie_secure":  # None is spelt "auto" (or left unset)
+            value = "`true`, `false` or `auto`"
         if name == "issuer" or name.endswith(("_url", "_uri")) and value.startswith("text"):
             value = value.replace("text", "URL", 1)
         bounds = describe_bounds(field)
