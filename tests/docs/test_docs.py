@@ -391,3 +391,21 @@ def test_python_blocks_are_in_ruffs_format() -> None:
                 check=True,
             ).stdout
             assert formatted == block.code, f"{page}:{block.line} is not in ruff's format"
+
+
+def test_the_printed_settings_shown_in_the_docs_are_what_the_devserver_prints() -> None:
+    from fastapi_corpauth.devserver.__main__ import banner
+
+    shown = [
+        b.code
+        for p in PAGES
+        for b in blocks(p)
+        if b.lang == "text" and b.code.startswith("Development authorization server")
+    ]
+    assert shown
+    printed = banner(devserver_parser().parse_args([]), session_secret="SECRET")
+    for text in shown:
+        expected = [line for line in printed.splitlines() if "SESSION_SECRET" not in line]
+        actual = [line for line in text.splitlines() if "SESSION_SECRET" not in line]
+        assert actual == expected[: len(actual)]
+        assert len(actual) >= len(expected) - 1
