@@ -8,6 +8,7 @@ into the small value objects of ``_config`` that the rest of the package takes.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -211,12 +212,35 @@ class CorpAuthSettings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise _configuration_error(exc) from exc
+        self._warn_about_a_local_issuer_with_the_bank_api()
         env_file = values.get("_env_file", self.model_config.get("env_file"))
         _warn_about_unknown_variables(
             self.variable_names(),
             environ=os.environ,
             dotenv=_read_env_files(env_file, values.get("_env_file_encoding", "utf-8")),
         )
+
+    def _warn_about_a_local_issuer_with_the_bank_api(self) -> None:
+        """A local development server as issuer, but API calls to the real bank: say so.
+
+        Its tokens mean nothing to the bank, so every API call would fail; the usual
+        cause is a forgotten ``CORPAUTH_API_BASE_URL``.
+        """
+        if "api_base_url" in self.model_fields_set:
+            return
+        host = (urlsplit(self.issuer).hostname or "").lower()
+        local = host == "localhost" or host.endswith(".localhost")
+        try:
+            local = local or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            pass
+        if local:
+            logger.warning(
+                "CORPAUTH_ISSUER names a server on this machine but CORPAUTH_API_BASE_URL "
+                "is not set, so bank API calls go to %s; set it too (the development "
+                "server prints both)",
+                self.api_base_url,
+            )
 
     @classmethod
     def variable_names(cls) -> tuple[str, ...]:

@@ -137,3 +137,21 @@ def test_known_variables_and_no_env_file_warn_about_nothing(
     caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
     CorpAuthSettings(_env_file=None)
     assert not [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
+
+
+def test_a_local_issuer_without_an_api_url_is_named(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
+    env.setenv("CORPAUTH_ISSUER", "http://127.0.0.1:9000/realms/bog")
+    CorpAuthSettings()
+    (record,) = [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
+    assert "CORPAUTH_API_BASE_URL is not set" in record.getMessage()
+    assert "https://api.businessonline.ge/api" in record.getMessage()
+    caplog.clear()
+    env.setenv("CORPAUTH_API_BASE_URL", "http://127.0.0.1:9000/api")
+    CorpAuthSettings()
+    env.delenv("CORPAUTH_API_BASE_URL")
+    env.setenv("CORPAUTH_ISSUER", "https://account.bog.ge/auth/realms/bog")
+    CorpAuthSettings()
+    assert not [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
