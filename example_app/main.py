@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import os
 import secrets
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -21,6 +20,8 @@ from fastapi.responses import HTMLResponse
 
 from fastapi_corpauth import CorpAuth, CorpAuthSettings, SignedInUser
 from fastapi_corpauth.devserver import DevClient, create_devserver
+
+from . import pages
 
 DEV_CLIENT_ID = "corp-app"
 DEV_CLIENT_SECRET = "dev-secret"  # noqa: S105 - the development server's published secret
@@ -69,61 +70,72 @@ def create_app(
     app.include_router(corpauth.router, prefix="/auth")
 
     @app.get("/", response_class=HTMLResponse)
-    async def home(user: SignedInUser | None = Depends(corpauth.optional_user)) -> str:
+    async def home(
+        lang: str | None = None, user: SignedInUser | None = Depends(corpauth.optional_user)
+    ) -> str:
+        language = pages.language(lang)
+        text = pages.TEXT[language]
         if user is None:
             body = (
-                "<p>You are not signed in.</p>"
-                '<p><a id="sign-in" class="button" href="/auth/login?next=/">'
-                "Sign in with the bank</a> "
-                '<a id="sign-in-ka" class="button" href="/auth/login?lang=ka&amp;next=/">'
-                "ბანკით შესვლა</a></p>"
+                f'<section class="card"><p>{text["intro"]}</p>'
+                f"{pages.sign_in_buttons(language)}</section>"
             )
-        else:
-            expires = datetime.fromtimestamp(user.expires_at, UTC).strftime("%H:%M:%S UTC")
-            body = (
-                f'<p>Signed in as <strong id="who">{html.escape(user.display_name or "?")}'
-                f"</strong> (session valid until {expires}).</p>"
-                '<p><a id="accounts" href="/accounts">Show the company\'s accounts</a></p>'
-                '<form method="post" action="/auth/logout">'
-                '<button id="sign-out" type="submit">Sign out</button></form>'
-            )
-        return page("Business accounts", body)
+            return pages.layout(language, text["welcome"], body, path="/")
+        name = user.display_name or "?"
+        body = (
+            '<section class="card"><dl class="facts">'
+            f'<dt>{text["signed_in_as"]}</dt><dd id="who">{html.escape(name)}</dd>'
+            f"<dt>{text['session_ends']}</dt>"
+            f'<dd id="session-end">{pages.format_time(user.expires_at)}</dd></dl>'
+            f'<div class="actions"><a id="accounts" class="button primary" '
+            f'href="{html.escape(pages.link("/accounts", language))}">{text["accounts_link"]}</a>'
+            "</div></section>"
+        )
+        return pages.layout(language, text["welcome"], body, path="/", user_name=name)
 
     @app.get("/accounts", response_class=HTMLResponse)
     async def accounts(
+        lang: str | None = None,
         user: SignedInUser = Depends(corpauth.current_user),
         bank: httpx.AsyncClient = Depends(corpauth.api_client),
     ) -> str:
+        language = pages.language(lang)
+        text = pages.TEXT[language]
+        name = user.display_name or "?"
         response = await bank.get("accounts")
         if response.status_code != 200:
-            return page("Accounts", f"<p>The bank answered HTTP {response.status_code}.</p>")
-        rows = "".join(account_row(account) for account in response.json()["accounts"])
-        return page(
-            "Accounts",
-            '<p><a href="/">Home</a></p>'
-            '<table id="accounts-table"><tr><th>IBAN</th><th>Holder</th><th>Currency</th>'
-            f"<th>Balance</th></tr>{rows}</table>",
+            message = text["bank_error"].format(status=response.status_code)
+            body = f'<section class="card"><p id="bank-error">{message}</p></section>'
+            return pages.layout(language, text["accounts"], body, path="/accounts", user_name=name)
+        rows = pages.account_rows(response.json()["accounts"], language)
+        body = (
+            f'<p class="muted">{text["accounts_note"]}</p>'
+            '<section class="card table-wrap"><table id="accounts-table"><thead><tr>'
+            f'<th>{text["iban"]}</th><th class="narrow-hide">{text["holder"]}</th>'
+            f'<th class="narrow-hide">{text["currency"]}</th>'
+            f'<th class="amount">{text["balance"]}</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></section>"
         )
+        return pages.layout(language, text["accounts"], body, path="/accounts", user_name=name)
 
+    @app.get("/signed-out", response_class=HTMLResponse)
+    async def signed_out(lang: str | None = None) -> str:
+        language = pages.language(lang)
+        text = pages.TEXT[language]
+        body = (
+            f'<section class="card"><p id="signed-out">{text["signed_out_note"]}</p>'
+            f"{pages.sign_in_buttons(language)}</section>"
+        )
+        return pages.layout(language, text["signed_out"], body, path="/signed-out")
+
+    # Company data for anonymous callers: a demonstration of api_client that the load and
+    # worker tests use. A real app puts Depends(corpauth.current_user) on such a route.
     @app.get("/api/accounts")
     async def accounts_json(bank: httpx.AsyncClient = Depends(corpauth.api_client)) -> Any:
         response = await bank.get("accounts")
         return response.json()
 
     return app
-
-
-def account_row(account: dict[str, Any]) -> str:
-    cells = (account.get(key, "") for key in ("iban", "holder", "currency", "balance"))
-    return "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in cells) + "</tr>"
-
-
-def page(title: str, body: str) -> str:
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
 
 
 app = create_app()

@@ -24,6 +24,7 @@ from ._errors import (
     ConfigurationError,
     CorpAuthError,
     InvalidToken,
+    LifespanNotStarted,
     NotAuthenticated,
     VerificationError,
 )
@@ -54,10 +55,11 @@ __all__ = [
     "VerifiedBearerDependency",
 ]
 
+logger = logging.getLogger("fastapi_corpauth")
+bearer_logger = logging.getLogger("fastapi_corpauth.bearer")
+
 #: itsdangerous salt for the session cookie; other purposes get other salts.
 SESSION_SALT = "fastapi_corpauth.session"
-
-logger = logging.getLogger("fastapi_corpauth.bearer")
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class CorpAuth:
         self._api_transport = api_transport or transport
         self._clock = clock
         self._running: _Running | None = None
+        self._not_started_logged = False
         self._cookies = (
             SessionCookies(
                 signer=CookieSigner(
@@ -339,9 +342,16 @@ class CorpAuth:
 
     def _require_running(self) -> _Running:
         if self._running is None:
-            raise ConfigurationError(
-                "CorpAuth is not started: create the app with FastAPI(lifespan=corpauth.lifespan)"
+            error = LifespanNotStarted(
+                "CorpAuth is not started: create the app with "
+                "FastAPI(lifespan=corpauth.lifespan), or enter "
+                "'async with corpauth.lifespan(app)' from the app's own lifespan"
             )
+            # Logged once per instance: every request of a misconfigured app fails alike.
+            if not self._not_started_logged:
+                self._not_started_logged = True
+                logger.error("%s", error.message)
+            raise error
         return self._running
 
 
@@ -498,7 +508,7 @@ class VerifiedBearerDependency(SecurityBase):
         try:
             return await self._corpauth.verify_token(token)
         except InvalidToken as exc:
-            logger.info("bearer token refused: %s", exc.reason)
+            bearer_logger.info("bearer token refused: %s", exc.reason)
             raise _bearer_challenge(exc) from exc
         except (VerificationError, CorpAuthError) as exc:
             raise http_exception(exc) from exc

@@ -6,6 +6,7 @@ down when they need to::
 
     CorpAuthError
     ├── ConfigurationError          a setting is missing or invalid
+    │   └── LifespanNotStarted          the app was created without corpauth.lifespan
     ├── TokenError                  a token could not be had from the token endpoint
     │   ├── TokenEndpointUnavailable    network error, timeout, 5xx or 429
     │   ├── CredentialsRejected         the bank refused client_id/client_secret (or a code)
@@ -41,6 +42,7 @@ __all__ = [
     "EndpointNotFound",
     "InvalidToken",
     "IssuerMismatch",
+    "LifespanNotStarted",
     "LoginError",
     "MalformedTokenResponse",
     "NotAuthenticated",
@@ -77,6 +79,14 @@ class ConfigurationError(CorpAuthError, ValueError):
     def __init__(self, message: str, *, variables: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.variables = variables
+
+
+class LifespanNotStarted(ConfigurationError):
+    """A request needed the running plugin, but its lifespan was never entered.
+
+    The usual cause is ``FastAPI()`` without ``lifespan=corpauth.lifespan``. The code
+    stays ``configuration_error``, so clients see the same stable code as before.
+    """
 
 
 class TokenError(CorpAuthError):

@@ -20,6 +20,7 @@ from ._errors import (
     CredentialsRejected,
     EndpointNotFound,
     InvalidToken,
+    LifespanNotStarted,
     MalformedTokenResponse,
     NotAuthenticated,
     TokenEndpointUnavailable,
@@ -84,6 +85,15 @@ def error_response(exc: CorpAuthError) -> ErrorResponse:
         )
     if isinstance(exc, NotAuthenticated):
         return ErrorResponse(401, exc.code, "Sign in with the bank first.", headers)
+    if isinstance(exc, LifespanNotStarted):
+        return ErrorResponse(
+            503,
+            exc.code,
+            "Bank authentication is not started: the app must be created with "
+            "FastAPI(lifespan=corpauth.lifespan), or enter corpauth.lifespan(app) "
+            "from its own lifespan.",
+            headers,
+        )
     if isinstance(exc, ConfigurationError):
         return ErrorResponse(
             503, exc.code, "Bank authentication is not configured or not started.", headers

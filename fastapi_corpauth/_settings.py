@@ -7,9 +7,16 @@ into the small value objects of ``_config`` that the rest of the package takes.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
@@ -31,6 +38,8 @@ from ._errors import ConfigurationError
 __all__ = ["CorpAuthSettings"]
 
 ENV_PREFIX = "CORPAUTH_"
+
+logger = logging.getLogger("fastapi_corpauth.settings")
 
 
 def _check_http_url(value: str | None) -> str | None:
@@ -86,18 +95,54 @@ class CorpAuthSettings(BaseSettings):
     api_base_url: str = Field(
         default="https://api.businessonline.ge/api", description="Base URL of the bank API."
     )
-    client_auth_method: ClientAuthMethod = "client_secret_basic"
+    client_auth_method: ClientAuthMethod = Field(
+        default="client_secret_basic",
+        description="How the client authenticates at the token endpoint: HTTP Basic, or "
+        "client_secret_post for Keycloak 18 and older with special characters in the secret.",
+    )
 
-    connect_timeout: float = Field(default=5.0, gt=0)
-    read_timeout: float = Field(default=10.0, gt=0)
+    connect_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds to connect to the bank (token endpoint and API)."
+    )
+    read_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for each answer from the bank."
+    )
 
-    token_leeway: float = Field(default=30.0, ge=0)
-    token_refresh_window: float = Field(default=60.0, ge=0)
-    token_default_lifetime: float = Field(default=60.0, gt=0)
-    token_retry_attempts: int = Field(default=3, ge=1, le=10)
-    token_backoff_base: float = Field(default=0.2, ge=0)
-    token_backoff_max: float = Field(default=5.0, ge=0)
-    token_cooldown: float = Field(default=5.0, ge=0)
+    token_leeway: float = Field(
+        default=30.0,
+        ge=0,
+        description="Seconds before expiry a cached token stops being served (at most a "
+        "quarter of its lifetime).",
+    )
+    token_refresh_window: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds before the leeway from which the next token is fetched in the "
+        "background under traffic.",
+    )
+    token_default_lifetime: float = Field(
+        default=60.0,
+        gt=0,
+        description="Lifetime assumed when neither expires_in nor a JWT exp is given.",
+    )
+    token_retry_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="Attempts at the token endpoint on network errors, 5xx and 429, "
+        "counting the first.",
+    )
+    token_backoff_base: float = Field(
+        default=0.2, ge=0, description="First retry delay in seconds; doubles, with jitter."
+    )
+    token_backoff_max: float = Field(
+        default=5.0, ge=0, description="Longest retry delay in seconds."
+    )
+    token_cooldown: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds callers fail fast after a failed fetch (or the server's Retry-After).",
+    )
 
     # Verifying customers' tokens (sign-in callback and verified_bearer)
     token_verification: VerificationMode = Field(
@@ -128,25 +173,59 @@ class CorpAuthSettings(BaseSettings):
     redirect_uri: str | None = Field(
         default=None, description="Absolute callback URL; derived from the request if unset."
     )
-    response_type: Literal["token", "code"] = "token"
-    response_mode: Literal["fragment", "form_post", "query"] | None = None
-    locale: Literal["en", "ka"] = "en"
+    response_type: Literal["token", "code"] = Field(
+        default="token",
+        description="token (the bank's documented implicit flow) or code (with PKCE).",
+    )
+    response_mode: Literal["fragment", "form_post", "query"] | None = Field(
+        default=None, description="How the bank returns the result; unset: Keycloak's default."
+    )
+    locale: Literal["en", "ka"] = Field(
+        default="en", description="Default sign-in language: en or ka (Georgian)."
+    )
     session_secret: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         default=(), description="Signing keys, comma-separated, oldest first; newest signs."
     )
-    session_max_age: int = Field(default=8 * 3600, gt=0)
-    session_cookie: str = Field(default="corpauth_session", pattern=r"^[A-Za-z0-9_.\-]+$")
-    cookie_path: str = Field(default="/", pattern=r"^/")
-    cookie_domain: str | None = None
-    cookie_secure: bool | None = Field(
-        default=None, description="None: Secure except on plain-http localhost."
+    session_max_age: int = Field(
+        default=8 * 3600,
+        gt=0,
+        description="Seconds a session may last; its token's expiry ends it sooner.",
     )
-    cookie_samesite: Literal["lax", "strict"] = "lax"
-    state_max_age: int = Field(default=600, gt=0, le=3600)
-    session_store_max_entries: int = Field(default=10_000, gt=0)
-    post_login_url: str = Field(default="/", pattern=r"^/")
-    post_logout_url: str = Field(default="/", pattern=r"^/")
-    logout_at_provider: bool = False
+    session_cookie: str = Field(
+        default="corpauth_session",
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="Name of the session cookie.",
+    )
+    cookie_path: str = Field(default="/", pattern=r"^/", description="Path of the session cookie.")
+    cookie_domain: str | None = Field(
+        default=None, description="Domain of the session cookie; unset: this host only."
+    )
+    cookie_secure: bool | None = Field(
+        default=None,
+        description="Secure flag of the session cookie: true, false, or auto (unset), which "
+        "is Secure on every request except plain-http localhost.",
+    )
+    cookie_samesite: Literal["lax", "strict"] = Field(
+        default="lax", description="SameSite of the session cookie: lax or strict."
+    )
+    state_max_age: int = Field(
+        default=600, gt=0, le=3600, description="Seconds a started sign-in stays valid."
+    )
+    session_store_max_entries: int = Field(
+        default=10_000,
+        gt=0,
+        description="Entries the in-process session store holds (sessions and pending "
+        "sign-ins); when full, the entries expiring soonest go first. Unused with Redis.",
+    )
+    post_login_url: str = Field(
+        default="/", pattern=r"^/", description="Where a sign-in without next= lands."
+    )
+    post_logout_url: str = Field(
+        default="/", pattern=r"^/", description="Where a sign-out without next= lands."
+    )
+    logout_at_provider: bool = Field(
+        default=False, description="Also end the bank's (Keycloak's) session on sign-out."
+    )
     login_redirect: bool = Field(
         default=False, description="Send browsers asking for HTML to /login instead of a 401."
     )
@@ -156,14 +235,66 @@ class CorpAuthSettings(BaseSettings):
         default=None,
         description="redis://, rediss:// or unix:// URL; shares tokens and sessions. Masked.",
     )
-    redis_prefix: str = Field(default="corpauth", max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
-    redis_timeout: float = Field(default=0.5, gt=0, le=30)
+    redis_prefix: str = Field(
+        default="corpauth",
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.:\-]+$",
+        description="Key prefix, so several apps can share one Redis.",
+    )
+    redis_timeout: float = Field(
+        default=0.5,
+        gt=0,
+        le=30,
+        description="Seconds a Redis command may take before Redis counts as down.",
+    )
 
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
         except ValidationError as exc:
             raise _configuration_error(exc) from exc
+        self._warn_about_a_local_issuer_with_the_bank_api()
+        env_file = values.get("_env_file", self.model_config.get("env_file"))
+        _warn_about_unknown_variables(
+            self.variable_names(),
+            environ=os.environ,
+            dotenv=_read_env_files(env_file, values.get("_env_file_encoding", "utf-8")),
+        )
+
+    def _warn_about_a_local_issuer_with_the_bank_api(self) -> None:
+        """A local development server as issuer, but API calls to the real bank: say so.
+
+        Its tokens mean nothing to the bank, so every API call would fail; the usual
+        cause is a forgotten ``CORPAUTH_API_BASE_URL``.
+        """
+        if "api_base_url" in self.model_fields_set:
+            return
+        host = (urlsplit(self.issuer).hostname or "").lower()
+        local = host == "localhost" or host.endswith(".localhost")
+        try:
+            local = local or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            pass
+        if local:
+            logger.warning(
+                "CORPAUTH_ISSUER names a server on this machine but CORPAUTH_API_BASE_URL "
+                "is not set, so bank API calls go to %s; set it too (the development "
+                "server prints both)",
+                self.api_base_url,
+            )
+
+    @classmethod
+    def variable_names(cls) -> tuple[str, ...]:
+        """Every ``CORPAUTH_*`` variable these settings read, in field order."""
+        return tuple(ENV_PREFIX + name.upper() for name in cls.model_fields)
+
+    @field_validator("cookie_secure", mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        # "auto" is the documented default; it means "not set".
+        if isinstance(value, str) and value.strip().lower() in ("auto", ""):
+            return None
+        return value
 
     @field_validator(
         "issuer",
@@ -308,6 +439,47 @@ class CorpAuthSettings(BaseSettings):
             refresh_window=self.token_refresh_window,
             default_lifetime=self.token_default_lifetime,
         )
+
+
+def _read_env_files(env_file: Any, encoding: str | None) -> dict[str, str | None]:
+    """The variables of the ``.env`` file(s) the settings read; missing files count as empty."""
+    if env_file is None:
+        return {}
+    paths = [env_file] if isinstance(env_file, str | os.PathLike) else list(env_file)
+    variables: dict[str, str | None] = {}
+    for path in paths:
+        file = Path(path).expanduser()
+        if file.is_file():
+            variables.update(dotenv_values(file, encoding=encoding or "utf-8"))
+    return variables
+
+
+def unknown_variables(names: Iterable[str], known: Iterable[str]) -> list[str]:
+    """The ``CORPAUTH_*`` names among ``names`` that no setting reads (case-insensitive)."""
+    known_upper = {name.upper() for name in known}
+    return sorted(
+        {
+            name
+            for name in names
+            if name.upper().startswith(ENV_PREFIX) and name.upper() not in known_upper
+        }
+    )
+
+
+def _warn_about_unknown_variables(
+    known: tuple[str, ...], *, environ: Mapping[str, str], dotenv: Mapping[str, str | None]
+) -> None:
+    """Log one warning naming misspelled or unknown variables (never their values)."""
+    found = [(name, "environment") for name in unknown_variables(environ, known)]
+    found += [(name, ".env") for name in unknown_variables(dotenv, known)]
+    if not found:
+        return
+    described = []
+    for name, origin in found:
+        close = difflib.get_close_matches(name.upper(), known, n=1, cutoff=0.8)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        described.append(f"{name} ({origin}{hint})")
+    logger.warning("ignoring unknown fastapi-corpauth settings: %s", ", ".join(described))
 
 
 def _configuration_error(exc: ValidationError) -> ConfigurationError:

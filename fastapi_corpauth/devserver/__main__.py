@@ -1,12 +1,16 @@
-"""``python -m fastapi_corpauth.devserver``: run the devserver with uvicorn.
+"""``corpauth-devserver`` / ``python -m fastapi_corpauth.devserver``: run it with uvicorn.
 
-uvicorn is imported only here, so the library never depends on it.
+uvicorn is imported only here, after the arguments are parsed, so ``--help`` works on a
+plain install and a missing uvicorn is one line naming the extra to install.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -39,11 +43,20 @@ def _user(spec: str) -> DevUser:
 def build_parser() -> argparse.ArgumentParser:
     """The command line; kept separate so it can be tested without starting a server."""
     parser = argparse.ArgumentParser(
-        prog="python -m fastapi_corpauth.devserver",
-        description="Keycloak-compatible dev authorization server with a sample bank API.",
+        prog=_program_name(),
+        description="Keycloak-compatible development authorization server with a sample "
+        "bank API. On start it prints the CORPAUTH_* settings that point an app at it.",
+        epilog="Needs uvicorn to serve: pip install 'fastapi-corpauth[devserver]'.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=9000)
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    parser.add_argument("--port", type=int, default=9000, help="port to listen on")
+    parser.add_argument(
+        "--public-url",
+        default=None,
+        metavar="URL",
+        help="URL apps and browsers reach it at, for the printed settings "
+        "(default: http://HOST:PORT)",
+    )
     parser.add_argument("--realm", default="bog")
     parser.add_argument("--flavour", choices=sorted(FLAVOURS), default="modern")
     parser.add_argument("--token-lifetime", type=float, default=300.0, metavar="SECONDS")
@@ -100,18 +113,70 @@ def build_app(args: argparse.Namespace) -> FastAPI:
     return outer
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Parse arguments, print the issuer URL and serve until interrupted."""
-    import uvicorn
+def _program_name() -> str:
+    if Path(sys.argv[0]).name == "corpauth-devserver":
+        return "corpauth-devserver"
+    return "python -m fastapi_corpauth.devserver"
 
-    args = build_parser().parse_args(argv)
-    app = build_app(args)
-    prefix = args.path_prefix.rstrip("/")
-    print(
-        f"devserver ({args.flavour}): issuer http://{args.host}:{args.port}"
-        f"{prefix}/realms/{args.realm}",
-        flush=True,
+
+def public_url(args: argparse.Namespace) -> str:
+    """Where apps reach the server: ``--public-url``, else its host and port.
+
+    A wildcard listen address (``0.0.0.0``, ``::``) is reachable as ``127.0.0.1``.
+    """
+    prefix = str(args.path_prefix).rstrip("/")
+    if args.public_url:
+        return str(args.public_url).rstrip("/") + prefix
+    host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host  # noqa: S104
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{args.port}{prefix}"
+
+
+def settings_lines(args: argparse.Namespace, *, session_secret: str) -> list[str]:
+    """The ``CORPAUTH_*`` lines that point an app at this server, ready for a ``.env``."""
+    base = public_url(args)
+    clients = [*(args.clients or DEFAULT_CLIENTS), *args.public_clients]
+    client = next((c for c in clients if not c.public), clients[0])
+    lines = [
+        f"CORPAUTH_ISSUER={base}/realms/{args.realm}",
+        f"CORPAUTH_API_BASE_URL={base}/api",
+        f"CORPAUTH_CLIENT_ID={client.client_id}",
+    ]
+    if not client.public:
+        lines.append(f"CORPAUTH_CLIENT_SECRET={client.client_secret}")
+    lines.append(f"CORPAUTH_SESSION_SECRET={session_secret}")
+    return lines
+
+
+def banner(args: argparse.Namespace, *, session_secret: str) -> str:
+    """What the server prints on start: where it is, who can sign in, what to paste."""
+    users = args.users or DEFAULT_USERS
+    sign_in = ", ".join(f"{user.username} / {user.password}" for user in users)
+    return "\n".join(
+        [
+            f"Development authorization server ({args.flavour}) on {public_url(args)}",
+            f"Sign in as {sign_in}.",
+            "Point your app at it with these settings (environment or .env):",
+            "",
+            *settings_lines(args, session_secret=session_secret),
+            "",
+        ]
     )
+
+
+MISSING_UVICORN = "the development server needs uvicorn: pip install 'fastapi-corpauth[devserver]'"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse arguments, print the settings to paste and serve until interrupted."""
+    args = build_parser().parse_args(argv)
+    try:
+        import uvicorn
+    except ImportError:
+        sys.exit(f"{_program_name()}: error: {MISSING_UVICORN}")
+    app = build_app(args)
+    print(banner(args, session_secret=secrets.token_urlsafe(32)), flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
 
 

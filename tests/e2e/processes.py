@@ -39,13 +39,18 @@ def wait_until_ready(url: str, process: subprocess.Popen[bytes], timeout: float 
 
 @contextmanager
 def running(
-    args: Sequence[str], *, ready_url: str, env: Mapping[str, str] | None = None
+    args: Sequence[str],
+    *,
+    ready_url: str,
+    env: Mapping[str, str] | None = None,
+    log_stdout: bool = False,
 ) -> Iterator[Path]:
     """Run ``python args...`` from the project root until the block ends.
 
     ``CORPAUTH_*`` variables of the test run are not inherited, only those in ``env``.
     Yields the path of the process's stderr log (a file, so a chatty server can never
-    block on a full pipe); the log is removed afterwards.
+    block on a full pipe), which holds its stdout too with ``log_stdout``; the log is
+    removed afterwards.
     """
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("CORPAUTH_")}
     full_env.update(env or {})
@@ -56,7 +61,7 @@ def running(
             [sys.executable, *args],
             cwd=ROOT,
             env=full_env,
-            stdout=subprocess.DEVNULL,
+            stdout=stderr if log_stdout else subprocess.DEVNULL,
             stderr=stderr,
             start_new_session=True,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any
 
 import httpx
@@ -196,20 +197,32 @@ def test_basic_header_is_rfc_encoded() -> None:
     assert raw == "corp-app:s3cr%2Bt%252F%3A%C3%BC+ok"
 
 
-async def test_without_lifespan_is_a_clear_503() -> None:
-    from fastapi_corpauth import CorpAuth
+async def test_without_lifespan_names_the_fix_and_logs_it_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from fastapi_corpauth import CorpAuth, LifespanNotStarted
     from tests.integration.conftest import build_app
     from tests.support import settings
 
     corpauth = CorpAuth(settings())
     app = build_app(corpauth)
+    caplog.set_level(logging.DEBUG, logger="fastapi_corpauth")
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://app.test"
     ) as client:
-        for path in ("/accounts", "/token-length"):
+        for path in ("/accounts", "/token-length", "/accounts"):
             response = await client.get(path)
             assert response.status_code == 503
-            assert response.json()["detail"]["code"] == "configuration_error"
+            detail = response.json()["detail"]
+            assert detail["code"] == "configuration_error"
+            assert "FastAPI(lifespan=corpauth.lifespan)" in detail["message"]
+    errors = [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
+    assert len(errors) == 1, errors
+    assert errors[0].levelno == logging.ERROR
+    assert "lifespan=corpauth.lifespan" in errors[0].getMessage()
+    with pytest.raises(LifespanNotStarted, match="lifespan"):
+        await corpauth.get_token()
+    assert len([r for r in caplog.records if r.name.startswith("fastapi_corpauth")]) == 1
 
 
 async def test_unreachable_bank_api_is_a_503_with_code() -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 from dataclasses import FrozenInstanceError, replace
 from urllib.parse import quote_plus
 
 import pytest
 
+from fastapi_corpauth import CorpAuthSettings
 from fastapi_corpauth.devserver import (
     DEFAULT_USERS,
     FLAVOURS,
@@ -19,7 +21,14 @@ from fastapi_corpauth.devserver import (
     Flavour,
     create_devserver,
 )
-from fastapi_corpauth.devserver.__main__ import build_app, build_parser
+from fastapi_corpauth.devserver.__main__ import (
+    banner,
+    build_app,
+    build_parser,
+    main,
+    public_url,
+    settings_lines,
+)
 from fastapi_corpauth.devserver._authorize import (
     append_query,
     is_local_url,
@@ -570,3 +579,48 @@ def test_cli_users_public_clients_and_implicit_lifetime() -> None:
     assert state.implicit_token_lifetime == 60.0
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--user", "no-password"])
+
+
+def test_cli_prints_the_settings_that_point_an_app_at_it() -> None:
+    args = build_parser().parse_args(["--port", "9100", "--path-prefix", "/auth"])
+    text = banner(args, session_secret="printed-session-secret-0123456789")
+    lines = text.splitlines()
+    assert "CORPAUTH_ISSUER=http://127.0.0.1:9100/auth/realms/bog" in lines
+    assert "CORPAUTH_API_BASE_URL=http://127.0.0.1:9100/auth/api" in lines
+    assert "CORPAUTH_CLIENT_ID=corp-app" in lines
+    assert "CORPAUTH_CLIENT_SECRET=dev-secret" in lines
+    assert "CORPAUTH_SESSION_SECRET=printed-session-secret-0123456789" in lines
+    assert "Sign in as demo / demo." in lines
+    # The printed lines are valid settings as they stand.
+    values = dict(line.split("=", 1) for line in lines if line.startswith("CORPAUTH_"))
+    settings = CorpAuthSettings(
+        _env_file=None, **{k.removeprefix("CORPAUTH_").lower(): v for k, v in values.items()}
+    )
+    assert settings.endpoints().token_url == (
+        "http://127.0.0.1:9100/auth/realms/bog/protocol/openid-connect/token"
+    )
+
+
+def test_cli_public_url_wildcard_host_and_public_client() -> None:
+    args = build_parser().parse_args(
+        ["--host", "0.0.0.0", "--port", "9001", "--public-client", "spa", "--client", "c:s"]
+    )
+    assert public_url(args) == "http://127.0.0.1:9001"
+    assert "CORPAUTH_CLIENT_ID=c" in settings_lines(args, session_secret="k" * 32)
+    args = build_parser().parse_args(["--public-url", "https://idp.example.test/"])
+    assert public_url(args) == "https://idp.example.test"
+
+
+def test_cli_help_works_without_uvicorn_and_serving_names_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # import uvicorn now fails
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    assert "--flavour" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main(["--port", "9100"])
+    message = str(exited.value.code)
+    assert len(message.splitlines()) == 1
+    assert "pip install 'fastapi-corpauth[devserver]'" in message

@@ -13,6 +13,7 @@ EXPECTED = {
     "CookieOptions",
     "CurrentUserDependency",
     "IssuerMismatch",
+    "LifespanNotStarted",
     "LoginError",
     "MemorySessionStore",
     "NotAuthenticated",

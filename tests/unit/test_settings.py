@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,66 @@ def test_secret_is_masked(env: pytest.MonkeyPatch) -> None:
     for text in (repr(settings), str(settings), repr(settings.credentials())):
         assert "top-secret-value" not in text
     assert "top-secret-value" not in settings.model_dump_json()
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", None), ("AUTO", None), ("true", True)])
+def test_cookie_secure_accepts_the_documented_auto(
+    env: pytest.MonkeyPatch, value: str, expected: bool | None
+) -> None:
+    env.setenv("CORPAUTH_COOKIE_SECURE", value)
+    assert CorpAuthSettings().cookie_secure is expected
+    assert CorpAuthSettings(cookie_secure=value).cookie_secure is expected
+
+
+def test_every_setting_is_described() -> None:
+    for name, field in CorpAuthSettings.model_fields.items():
+        assert field.description, f"CORPAUTH_{name.upper()} has no description"
+
+
+def test_unknown_variables_are_named_once_without_their_values(
+    env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.setenv("CORPAUTH_SESION_SECRET", "value-in-the-environment-0123")
+    env.setenv("CORPAUTH_NOT_A_SETTING", "another-value-0123")
+    (tmp_path / ".env").write_text(
+        "CORPAUTH_REDIS_URLL=redis://:dotenv-password@localhost/0\nCORPAUTH_SCOPE=corp\n"
+    )
+    caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
+    CorpAuthSettings()
+    records = [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
+    assert len(records) == 1
+    message = records[0].getMessage()
+    assert "CORPAUTH_SESION_SECRET (environment; did you mean CORPAUTH_SESSION_SECRET?)" in message
+    assert "CORPAUTH_NOT_A_SETTING (environment)" in message
+    assert "CORPAUTH_REDIS_URLL (.env; did you mean CORPAUTH_REDIS_URL?)" in message
+    assert "CORPAUTH_SCOPE" not in message
+    for value in ("value-in-the-environment", "another-value", "dotenv-password"):
+        assert value not in message
+
+
+def test_known_variables_and_no_env_file_warn_about_nothing(
+    env: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env.setenv("corpauth_scope", "corp")  # names are case-insensitive, as pydantic reads them
+    (tmp_path / ".env").write_text("CORPAUTH_TYPO=1\n")
+    caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
+    CorpAuthSettings(_env_file=None)
+    assert not [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
+
+
+def test_a_local_issuer_without_an_api_url_is_named(
+    env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
+    env.setenv("CORPAUTH_ISSUER", "http://127.0.0.1:9000/realms/bog")
+    CorpAuthSettings()
+    (record,) = [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
+    assert "CORPAUTH_API_BASE_URL is not set" in record.getMessage()
+    assert "https://api.businessonline.ge/api" in record.getMessage()
+    caplog.clear()
+    env.setenv("CORPAUTH_API_BASE_URL", "http://127.0.0.1:9000/api")
+    CorpAuthSettings()
+    env.delenv("CORPAUTH_API_BASE_URL")
+    env.setenv("CORPAUTH_ISSUER", "https://account.bog.ge/auth/realms/bog")
+    CorpAuthSettings()
+    assert not [r for r in caplog.records if r.name.startswith("fastapi_corpauth")]
