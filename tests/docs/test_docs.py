@@ -236,20 +236,24 @@ async def check_sessions(page: Page, environ: dict[str, str]) -> None:
 
 
 async def check_verifying_tokens(page: Page, environ: dict[str, str]) -> None:
-    issuer = environ["CORPAUTH_ISSUER"]
+    base = environ["CORPAUTH_ISSUER"].split("/realms/")[0]
     async with httpx.AsyncClient() as http:
-        issued = await http.post(
-            issuer + "/protocol/openid-connect/token",
+        customer = await http.post(base + "/_dev/users/demo/tokens", json={})
+        service = await http.post(
+            environ["CORPAUTH_ISSUER"] + "/protocol/openid-connect/token",
             data={"grant_type": "client_credentials"},
             auth=(environ["CORPAUTH_CLIENT_ID"], environ["CORPAUTH_CLIENT_SECRET"]),
         )
-    token = issued.json()["access_token"]
     async with browser(page.apps()["main.py"], environ) as client:
-        good = await client.get("/my-accounts", headers={"Authorization": f"Bearer {token}"})
-        assert good.status_code == 200 and good.json()["accounts"]
-        forged = await client.get("/my-accounts", headers={"Authorization": "Bearer forged"})
-        assert forged.status_code == 401
-        assert (await client.get("/my-accounts")).status_code in (401, 403)
+        token = customer.json()["access_token"]
+        good = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+        assert good.status_code == 200 and good.json()["name"] == "Nino Beridze"
+        for refused in ("forged", service.json()["access_token"]):
+            answer = await client.get("/me", headers={"Authorization": f"Bearer {refused}"})
+            assert answer.status_code == 401
+            assert 'error="invalid_token"' in answer.headers["www-authenticate"]
+        missing = await client.get("/me")
+        assert missing.headers["www-authenticate"] == 'Bearer realm="corpauth"'
 
 
 async def check_errors(page: Page, environ: dict[str, str]) -> None:
