@@ -16,6 +16,7 @@ from ._corpauth import (
     CorpAuth,
     CurrentUserDependency,
     OptionalUserDependency,
+    UserApiClientDependency,
     VerifiedBearerDependency,
 )
 from ._errors import (
@@ -33,6 +34,7 @@ from ._errors import (
     MalformedTokenResponse,
     NotAuthenticated,
     ResponseModeMismatch,
+    SessionExpired,
     StateError,
     TokenEndpointUnavailable,
     TokenError,
@@ -79,6 +81,7 @@ __all__ = [
     "ProviderMetadata",
     "ResponseModeMismatch",
     "RetryPolicy",
+    "SessionExpired",
     "SessionStore",
     "SignInOptions",
     "SignedInUser",
@@ -89,6 +92,7 @@ __all__ = [
     "TokenEndpointUnavailable",
     "TokenError",
     "TokenService",
+    "UserApiClientDependency",
     "VerificationError",
     "VerificationPolicy",
     "VerificationUnavailable",

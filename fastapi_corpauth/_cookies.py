@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from fastapi import Request, Response
 
 from ._config import CookieOptions
+from ._sealing import Sealer
 from ._signing import CookieSigner
 from ._web import is_loopback
 
-__all__ = ["SessionCookies"]
+__all__ = ["SessionCookies", "SignInCookie", "secure_cookie"]
+
+
+def secure_cookie(options: CookieOptions, request: Request) -> bool:
+    """Whether the app's cookies get ``Secure``: as configured, else everywhere except
+    plain-http localhost."""
+    if options.secure is not None:
+        return options.secure
+    base = request.base_url  # not request.url: it raises for a non-UTF-8 query string
+    return not (base.scheme == "http" and is_loopback(base.hostname))
 
 
 class SessionCookies:
@@ -43,7 +56,7 @@ class SessionCookies:
             max_age=options.max_age,
             path=options.path,
             domain=options.domain,
-            secure=self._secure(request),
+            secure=secure_cookie(options, request),
             httponly=True,
             samesite=options.samesite,
         )
@@ -54,13 +67,77 @@ class SessionCookies:
             options.name,
             path=options.path,
             domain=options.domain,
-            secure=self._secure(request),
+            secure=secure_cookie(options, request),
             httponly=True,
             samesite=options.samesite,
         )
 
-    def _secure(self, request: Request) -> bool:
-        if self.options.secure is not None:
-            return self.options.secure
-        base = request.base_url  # not request.url: it raises for a non-UTF-8 query string
-        return not (base.scheme == "http" and is_loopback(base.hostname))
+
+class SignInCookie:
+    """The browser's sign-ins in progress, in one short-lived, sealed cookie.
+
+    Nothing is kept on the server for a sign-in that has started: its return address,
+    PKCE verifier, nonce and the rest travel sealed (``Sealer``, AES-GCM) in this cookie,
+    so an anonymous flood of ``/login`` requests costs the server nothing and cannot push
+    signed-in customers out of a bounded store. The cookie binds each sign-in to the
+    browser that started it (login CSRF defence) and holds the ``max_entries`` newest,
+    so several tabs can sign in at once. HttpOnly, SameSite=Lax, Secure like the session
+    cookie, and gone after ``max_age`` seconds.
+    """
+
+    def __init__(
+        self,
+        *,
+        sealer: Sealer,
+        options: CookieOptions,
+        name: str,
+        max_age: int,
+        max_entries: int = 5,
+    ) -> None:
+        self._sealer = sealer
+        self._options = options
+        self.name = name
+        self._max_age = max_age
+        self._max_entries = max_entries
+
+    def __repr__(self) -> str:
+        return f"SignInCookie(name={self.name!r})"
+
+    def read(self, request: Request) -> list[dict[str, Any]]:
+        """The entries in the request's cookie (none when absent or not genuine)."""
+        value = request.cookies.get(self.name)
+        if not value:
+            return []
+        opened = self._sealer.open(value, where=self.name)
+        entries = opened.get("entries") if opened is not None else None
+        if not isinstance(entries, list):
+            return []
+        return [entry for entry in entries if isinstance(entry, dict)]
+
+    def write(
+        self, request: Request, response: Response, entries: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Set the cookie to ``entries`` (the newest kept), or delete it when empty."""
+        options = self._options
+        if not entries:
+            if request.cookies.get(self.name) is not None:
+                response.delete_cookie(
+                    self.name,
+                    path=options.path,
+                    domain=options.domain,
+                    secure=secure_cookie(options, request),
+                    httponly=True,
+                    samesite="lax",
+                )
+            return
+        kept = [dict(entry) for entry in entries][-self._max_entries :]
+        response.set_cookie(
+            self.name,
+            self._sealer.seal({"entries": kept}, where=self.name),
+            max_age=self._max_age,
+            path=options.path,
+            domain=options.domain,
+            secure=secure_cookie(options, request),
+            httponly=True,
+            samesite="lax",
+        )

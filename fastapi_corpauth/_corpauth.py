@@ -10,14 +10,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.openapi.models import APIKey, APIKeyIn
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
 from ._auth import BankTokenAuth
 from ._config import Endpoints
-from ._cookies import SessionCookies
+from ._cookies import SessionCookies, SignInCookie
+from ._customer_api import CustomerClients
 from ._discovery import Discovery
 from ._errors import (
     BankApiUnavailable,
@@ -26,15 +26,17 @@ from ._errors import (
     InvalidToken,
     LifespanNotStarted,
     NotAuthenticated,
+    SessionExpired,
     VerificationError,
 )
 from ._fastapi import http_exception
 from ._memory_store import MemorySessionStore
 from ._metadata import ProviderMetadata, fallback_metadata
 from ._router import build_router
+from ._sealing import Sealer, derive_keys
 from ._sessions import SessionManager, SignedInUser
 from ._settings import CorpAuthSettings
-from ._signin import SignIn
+from ._signin import RenewSilently, SignIn
 from ._signing import CookieSigner
 from ._store import SessionStore
 from ._token import Token
@@ -52,6 +54,7 @@ __all__ = [
     "CorpAuth",
     "CurrentUserDependency",
     "OptionalUserDependency",
+    "UserApiClientDependency",
     "VerifiedBearerDependency",
 ]
 
@@ -70,6 +73,10 @@ class _Running:
     discovery: Discovery
     verifier: TokenVerifier
     sign_in: SignIn
+    customers: CustomerClients
+
+    def customer_client(self, session_id: str, user: SignedInUser) -> httpx.AsyncClient:
+        return self.customers.client(session_id, user)
 
 
 class CorpAuth:
@@ -109,17 +116,28 @@ class CorpAuth:
         self._clock = clock
         self._running: _Running | None = None
         self._not_started_logged = False
+        secrets = settings.session_secret
         self._cookies = (
             SessionCookies(
                 signer=CookieSigner(
-                    secret_keys=settings.session_secret,
+                    secret_keys=secrets,
                     salt=SESSION_SALT,
                     max_age=settings.session_max_age,
                     clock=clock,
                 ),
                 options=settings.cookie_options(),
             )
-            if settings.session_secret
+            if secrets
+            else None
+        )
+        self._sign_in_cookie = (
+            SignInCookie(
+                sealer=Sealer(secrets=secrets, purpose="sign-in"),
+                options=settings.cookie_options(),
+                name=settings.sign_in_cookie_name(),
+                max_age=settings.state_max_age + 60,
+            )
+            if secrets
             else None
         )
         #: Redis shared by the workers (``CORPAUTH_REDIS_URL``), or None.
@@ -132,11 +150,12 @@ class CorpAuth:
             if session_store is not None
             else MemorySessionStore(max_entries=settings.session_store_max_entries, clock=clock)
         )
-        #: Pending sign-ins and signed-in sessions.
+        #: Signed-in sessions (sealed) and the single-use marks of sign-in states.
         self.sessions = SessionManager(
             store=store,
+            # Without session secrets there are no sessions; the sealer is then unused.
+            sealer=Sealer(secrets=secrets or ("unused-without-sessions",), purpose="session"),
             session_max_age=settings.session_max_age,
-            state_max_age=settings.state_max_age,
             clock=clock,
         )
         self._router: APIRouter | None = None
@@ -144,6 +163,9 @@ class CorpAuth:
         self.bearer_token = BearerTokenDependency(self)
         #: Dependency injecting an ``httpx.AsyncClient`` for the bank API that carries the token.
         self.api_client = ApiClientDependency(self)
+        #: Dependency injecting an ``httpx.AsyncClient`` for the bank API that carries the
+        #: signed-in customer's own token.
+        self.user_api_client = UserApiClientDependency(self)
         #: Dependency verifying a customer's token sent as ``Authorization: Bearer``.
         self.verified_bearer = VerifiedBearerDependency(self)
         self._current_user = CurrentUserDependency(self)
@@ -220,8 +242,14 @@ class CorpAuth:
                 discovery=discovery,
                 verifier=verifier,
                 http=auth_http,
+                state_keys=derive_keys(settings.session_secret or ("-",), purpose="state"),
+                state_max_age=settings.state_max_age,
+                cache=settings.cache_policy(),
+                lease=settings.connect_timeout + settings.read_timeout,
                 clock=self._clock,
             )
+            # The customers' calls share one pool of their own, closed with the app.
+            customer_pool = self._api_transport or httpx.AsyncHTTPTransport(trust_env=False)
             async with httpx.AsyncClient(
                 base_url=settings.api_base_url.rstrip("/") + "/",
                 transport=self._api_transport,
@@ -236,12 +264,20 @@ class CorpAuth:
                     discovery=discovery,
                     verifier=verifier,
                     sign_in=sign_in,
+                    customers=CustomerClients(
+                        sign_in=sign_in,
+                        pool=customer_pool,
+                        base_url=settings.api_base_url.rstrip("/") + "/",
+                        timeout=timeout,
+                    ),
                 )
                 try:
                     yield
                 finally:
                     self._running = None
                     await tokens.aclose()
+                    if self._api_transport is None:
+                        await customer_pool.aclose()
                     await self.sessions.store.aclose()
                     if self._redis is not None:
                         await self._redis.aclose()
@@ -296,14 +332,25 @@ class CorpAuth:
             ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
         """
         cookies = self.cookies
+        assert self._sign_in_cookie is not None  # set whenever cookies are
         if self._router is None:
             self._router = build_router(
                 sign_in=lambda: self._require_running().sign_in,
                 sessions=self.sessions,
                 cookies=cookies,
+                sign_in_cookie=self._sign_in_cookie,
                 options=self.settings.sign_in_options(),
             )
         return self._router
+
+    async def resume(
+        self, request: Request, *, page_view: bool
+    ) -> SignedInUser | RenewSilently | None:
+        """The signed-in customer of ``request`` (see ``SignIn.resume``)."""
+        session_id = self.cookies.session_id(request)
+        if session_id is None:
+            return None
+        return await self._require_running().sign_in.resume(session_id, page_view=page_view)
 
     @property
     def current_user(self) -> CurrentUserDependency:
@@ -320,6 +367,10 @@ class CorpAuth:
         """``Depends(corpauth.optional_user)``: the signed-in customer, or None."""
         self.cookies  # noqa: B018 - raises when sessions are not configured
         return self._optional_user
+
+    def clock(self) -> float:
+        """Now, on the clock the plugin was given."""
+        return self._clock()
 
     @property
     def auth_http(self) -> httpx.AsyncClient:
@@ -424,57 +475,141 @@ class ApiClientDependency:
             raise http_exception(error) from exc
 
 
-class _SessionCookieScheme(SecurityBase):
-    """The session cookie as a ``fastapi.security`` scheme (an API key in a cookie).
+#: Pages and answers about a signed-in customer must not be kept by any cache, and a
+#: cache must not give one browser's answer to another: Back after signing out then asks
+#: the server again, which says "signed out".
+PRIVATE_HEADERS = {"Cache-Control": "no-store", "Vary": "Cookie"}
 
-    It is a credential the caller presents, so it shows up in ``/docs``; the outbound
-    bank token, by contrast, never does.
+
+def _private(response: Response) -> None:
+    response.headers.update(PRIVATE_HEADERS)
+
+
+def _page_view(request: Request) -> bool:
+    """A top-level page the browser navigates to (not a fetch, XHR or form POST)."""
+    if request.method != "GET" or "text/html" not in request.headers.get("accept", ""):
+        return False
+    mode = request.headers.get("sec-fetch-mode")
+    return mode is None or mode == "navigate"
+
+
+class _SessionDependency:
+    """Shared by ``current_user`` and ``optional_user``: the session, kept alive.
+
+    Not a ``fastapi.security`` scheme: the session cookie is HttpOnly and set by the
+    sign-in router, so there is nothing to type into Swagger UI's Authorize dialog; a
+    browser signed in at ``/auth/login`` sends it with "Try it out" by itself.
     """
 
     def __init__(self, corpauth: CorpAuth) -> None:
         self._corpauth = corpauth
-        self.model = APIKey(
-            **{"in": APIKeyIn.cookie},
-            name=corpauth.settings.session_cookie,
-            description="Signed session cookie set by the sign-in router.",
-        )
-        self.scheme_name = "CorpAuthSession"
 
-    async def _load(self, request: Request) -> SignedInUser | None:
+    async def _resolve(self, request: Request, response: Response) -> SignedInUser | None:
+        """The customer, renewing the session if needed.
+
+        Raises:
+            HTTPException: 303 to a silent renewal through the bank (implicit flow, a page
+                view near the token's end); 401 ``session_expired``; 503 while the bank
+                cannot renew it; 503 ``configuration_error`` without the lifespan.
+        """
+        _private(response)
         corpauth = self._corpauth
-        return await corpauth.sessions.load_user(corpauth.cookies.session_id(request))
+        page_view = _page_view(request)
+        try:
+            outcome = await corpauth.resume(request, page_view=page_view)
+        except SessionExpired as exc:
+            if page_view and corpauth.settings.login_redirect:
+                _redirect_to_login(request)
+            raise http_exception(exc) from exc
+        except CorpAuthError as exc:
+            raise http_exception(exc) from exc
+        if isinstance(outcome, RenewSilently):
+            target = login_url(request, request_path(request))
+            if target is not None and corpauth.settings.silent_renewal:
+                raise HTTPException(
+                    status_code=303,
+                    headers={"Location": target + "&prompt=none", **PRIVATE_HEADERS},
+                )
+            if outcome.user.token.is_expired(corpauth.clock()):
+                raise http_exception(SessionExpired("the session's token expired"))
+            return outcome.user
+        return outcome
 
 
-class CurrentUserDependency(_SessionCookieScheme):
+def _redirect_to_login(request: Request) -> None:
+    target = login_url(request, request_path(request))
+    if target is not None:
+        raise HTTPException(status_code=303, headers={"Location": target, **PRIVATE_HEADERS})
+
+
+class CurrentUserDependency(_SessionDependency):
     """``Depends(corpauth.current_user)``: the customer signed in with this browser.
 
-    Without a valid session it answers 401 ``not_authenticated``, or, when
-    ``login_redirect`` is on and a browser asks for HTML, redirects to ``/login``. An
-    expired token counts as signed out.
+    The session is kept alive here: a code-flow token near its end is refreshed, an
+    implicit one renewed through the bank on the next page view (``prompt=none``). The
+    response carries ``Cache-Control: no-store`` and ``Vary: Cookie``.
+
+    Without a session the answer is 401 ``not_authenticated``; when the session ended
+    (its token could not be renewed, the bank ended it) 401 ``session_expired``, so a
+    front end knows to navigate to sign in. With ``login_redirect`` on, a browser asking
+    for a page is sent to ``/login`` instead.
     """
 
-    async def __call__(self, request: Request) -> SignedInUser:
-        user = await self._load(request)
+    async def __call__(self, request: Request, response: Response) -> SignedInUser:
+        user = await self._resolve(request, response)
         if user is not None:
             return user
-        if (
-            self._corpauth.settings.login_redirect
-            and request.method == "GET"
-            and "text/html" in request.headers.get("accept", "")
-        ):
-            target = login_url(request, request_path(request))
-            if target is not None:
-                raise HTTPException(
-                    status_code=303, headers={"Location": target, "Cache-Control": "no-store"}
-                )
+        if self._corpauth.settings.login_redirect and _page_view(request):
+            _redirect_to_login(request)
         raise http_exception(NotAuthenticated("sign in with the bank first"))
 
 
-class OptionalUserDependency(_SessionCookieScheme):
-    """``Depends(corpauth.optional_user)``: the signed-in customer, or None."""
+class OptionalUserDependency(_SessionDependency):
+    """``Depends(corpauth.optional_user)``: the signed-in customer, or None.
 
-    async def __call__(self, request: Request) -> SignedInUser | None:
-        return await self._load(request)
+    Keeps the session alive like ``current_user``; an ended session is None.
+    """
+
+    async def __call__(self, request: Request, response: Response) -> SignedInUser | None:
+        try:
+            return await self._resolve(request, response)
+        except HTTPException as exc:
+            if exc.status_code == 401:
+                return None
+            raise
+
+
+class UserApiClientDependency:
+    """``Depends(corpauth.user_api_client)``: the bank API as the signed-in customer.
+
+    An ``httpx.AsyncClient`` (paths relative to ``api_base_url``) whose requests carry
+    the customer's own access token, unexpired and renewed as the session is. Use it for
+    what the customer may see as themselves; ``api_client`` acts as the company's service
+    account. Without a session it answers as ``current_user``; a 401 from the bank ends
+    the session and answers 401 ``session_expired``.
+    """
+
+    def __init__(self, corpauth: CorpAuth) -> None:
+        self._corpauth = corpauth
+        self._user = CurrentUserDependency(corpauth)
+
+    async def __call__(
+        self, request: Request, response: Response
+    ) -> AsyncIterator[httpx.AsyncClient]:
+        user = await self._user(request, response)
+        corpauth = self._corpauth
+        session_id = corpauth.cookies.session_id(request)
+        assert session_id is not None  # a user was found for it
+        client = corpauth._require_running().customer_client(session_id, user)
+        try:
+            yield client
+        except CorpAuthError as exc:
+            raise http_exception(exc) from exc
+        except httpx.TransportError as exc:
+            error = BankApiUnavailable(f"bank API unreachable ({type(exc).__name__})")
+            raise http_exception(error) from exc
+        finally:
+            await client.aclose()
 
 
 class VerifiedBearerDependency(SecurityBase):

@@ -22,6 +22,7 @@ down when they need to::
     │   ├── AuthorizationDenied         the server sent an error (e.g. access_denied)
     │   └── CallbackInvalid             the callback's parameters are unusable
     ├── NotAuthenticated            no signed-in session for this request
+    │   └── SessionExpired              the session ended (token expired, refresh refused)
     └── BankApiUnavailable          the bank API could not be reached or timed out
 
 Messages never contain a secret or a token: they are safe to log and to show.
@@ -47,6 +48,7 @@ __all__ = [
     "MalformedTokenResponse",
     "NotAuthenticated",
     "ResponseModeMismatch",
+    "SessionExpired",
     "StateError",
     "TokenEndpointUnavailable",
     "TokenError",
@@ -280,6 +282,14 @@ class NotAuthenticated(CorpAuthError):
     """The request has no signed-in session (none, expired, or its token expired)."""
 
     code = "not_authenticated"
+
+
+class SessionExpired(NotAuthenticated):
+    """The browser's session ended: its token expired and could not be renewed, the bank
+    refused to refresh it (the SSO session ended, a not-before push), or the bank's API
+    refused it. A front end should navigate to sign in again."""
+
+    code = "session_expired"
 
 
 class BankApiUnavailable(CorpAuthError):

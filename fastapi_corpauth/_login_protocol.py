@@ -96,6 +96,7 @@ def authorize_url(
     response_mode: ResponseMode | None = None,
     code_challenge: str | None = None,
     nonce: str | None = None,
+    prompt: str | None = None,
 ) -> str:
     """Build the authorization request URL (RFC 6749 §4.1.1/§4.2.1 plus Keycloak's ``kc_locale``).
 
@@ -119,16 +120,30 @@ def authorize_url(
         params += [("code_challenge", code_challenge), ("code_challenge_method", "S256")]
     if nonce is not None:
         params.append(("nonce", nonce))
+    if prompt is not None:
+        params.append(("prompt", prompt))
     separator = "&" if urlsplit(endpoint).query else "?"
     return endpoint + separator + urlencode(params)
 
 
 def end_session_url(
-    *, endpoint: str, client_id: str, post_logout_redirect_uri: str | None, locale: str | None
+    *,
+    endpoint: str,
+    client_id: str,
+    post_logout_redirect_uri: str | None,
+    locale: str | None,
+    id_token_hint: str | None = None,
 ) -> str:
-    """Keycloak's RP-initiated logout URL (KC 18+): ``client_id`` stands in for the
-    ``id_token_hint`` an implicit ``scope=corp`` sign-in never gets."""
-    params: list[tuple[str, str]] = [("client_id", client_id)]
+    """Keycloak's RP-initiated logout URL (KC 18+).
+
+    ``id_token_hint`` (when the sign-in got an ID token) lets Keycloak sign out without
+    asking; ``client_id`` is always sent, and stands in for the hint an implicit
+    ``scope=corp`` sign-in never gets.
+    """
+    params: list[tuple[str, str]] = []
+    if id_token_hint:
+        params.append(("id_token_hint", id_token_hint))
+    params.append(("client_id", client_id))
     if post_logout_redirect_uri:
         params.append(("post_logout_redirect_uri", post_logout_redirect_uri))
     if locale and locale != "en":

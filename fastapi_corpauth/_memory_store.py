@@ -52,7 +52,7 @@ class MemorySessionStore:
         *,
         max_entries: int = 10_000,
         clock: Callable[[], float] = time.time,
-        evict_first: tuple[str, ...] = ("used:",),
+        evict_first: tuple[str, ...] = ("used:", "lease:"),
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -100,6 +100,13 @@ class MemorySessionStore:
             heapq.heappush(self._cheap, item)
         if len(self._heap) + len(self._cheap) > 3 * len(self._entries) + 64:
             self._compact()
+
+    async def add(self, key: str, record: Record, *, ttl: float) -> bool:
+        """Store ``record`` under ``key`` unless a live record is there; True if stored."""
+        if self._live(key) is not None:
+            return False
+        await self.set(key, record, ttl=ttl)
+        return True
 
     async def pop(self, key: str) -> dict[str, Any] | None:
         """Remove and return the record under ``key`` (None if absent or expired)."""

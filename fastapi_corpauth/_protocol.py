@@ -34,6 +34,7 @@ __all__ = [
     "basic_authorization",
     "client_credentials_request",
     "introspection_request",
+    "refresh_token_request",
     "jwt_claims_unverified",
     "parse_retry_after",
     "parse_token_response",
@@ -106,6 +107,14 @@ def client_credentials_request(
     form: dict[str, str] = {"grant_type": "client_credentials"}
     if scope:
         form["scope"] = scope
+    return _token_request(token_url, credentials, form)
+
+
+def refresh_token_request(
+    *, token_url: str, credentials: ClientCredentials, refresh_token: str
+) -> httpx.Request:
+    """Build the refresh request (RFC 6749 §6), authenticated like the code exchange."""
+    form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
     return _token_request(token_url, credentials, form)
 
 

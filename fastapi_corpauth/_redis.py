@@ -236,6 +236,17 @@ class RedisSessionStore(_RedisUser):
         name = self._key(key)
         await self._run(lambda: self._redis.set(name, payload, px=_milliseconds(ttl)))
 
+    async def add(self, key: str, record: Record, *, ttl: float) -> bool:
+        """Store ``record`` under ``key`` unless it exists (``SET NX PX``); True if stored."""
+        if not (math.isfinite(ttl) and ttl > 0):
+            raise ValueError("ttl must be a positive number of seconds")
+        payload = _encode(record)
+        name = self._key(key)
+        stored = await self._run(
+            lambda: self._redis.set(name, payload, px=_milliseconds(ttl), nx=True)
+        )
+        return bool(stored)
+
     async def pop(self, key: str) -> dict[str, Any] | None:
         """Atomically remove and return the record under ``key`` (None if absent)."""
         name = self._key(key)

@@ -1,24 +1,23 @@
 """The browser sign-in router: ``/login``, ``/callback`` and ``/logout``.
 
-Thin glue around ``SignIn`` (the service that decides) and ``SessionCookies``. Every
-response carries ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``, and no
-token is ever put in a URL or a ``Location`` header.
+Thin glue around ``SignIn`` (the service that decides), ``SessionCookies`` (the signed
+session id) and ``SignInCookie`` (the sealed sign-ins in progress). Every response
+carries ``Cache-Control: no-store`` and ``Referrer-Policy: no-referrer``, and no token is
+ever put in a URL or a ``Location`` header.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ._config import SignInOptions
-from ._cookies import SessionCookies
+from ._cookies import SessionCookies, SignInCookie
 from ._errors import (
     AuthorizationDenied,
     CallbackInvalid,
@@ -33,10 +32,20 @@ from ._errors import (
     VerificationUnavailable,
 )
 from ._fastapi import error_response
-from ._login_protocol import CALLBACK_FIELDS, ResponseMode, safe_redirect_target
+from ._login_protocol import CALLBACK_FIELDS, ResponseMode, fingerprint, safe_redirect_target
+from ._pages import (
+    RELAY_MARKER,
+    cross_site_page,
+    csp,
+    error_page,
+    login_link,
+    logout_page,
+    relay_page,
+    resubmit_page,
+    signed_out_here_page,
+)
 from ._sessions import SessionManager
-from ._signin import SignIn
-from ._signing import new_session_id
+from ._signin import PendingLogin, SignIn, SilentSignInFailed
 from ._store import StoreUnavailable
 from ._web import read_form, request_path
 
@@ -52,37 +61,10 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
 }
 LOCALES = ("en", "ka")
-_RELAY_MARKER = "corpauth_relay"
-
-# The fragment relay: read location.hash, wipe it from the address bar and history, and
-# POST it same-origin (so the SameSite=Lax session cookie comes along).
-_FRAGMENT_SCRIPT = (
-    "(function(){var h=window.location.hash.substring(1);"
-    'history.replaceState(null,"",window.location.pathname);'
-    'var f=document.getElementById("relay");'
-    "new URLSearchParams(h).forEach(function(v,k){"
-    'var i=document.createElement("input");i.type="hidden";i.name=k;i.value=v;'
-    "f.appendChild(i);});f.submit();})();"
-)
-# Re-submits a cross-site form_post same-origin, so the browser sends the Lax cookie.
-_RESUBMIT_SCRIPT = 'document.getElementById("relay").submit();'
-
-
-def _script_hash(script: str) -> str:
-    digest = hashlib.sha256(script.encode("utf-8")).digest()
-    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
-
-
-def _csp(script: str | None = None) -> str:
-    script_src = _script_hash(script) if script else "'none'"
-    return (
-        f"default-src 'none'; script-src {script_src}; style-src 'unsafe-inline'; "
-        "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
-    )
-
-
 #: Redirects carry the strict policy too: nothing on them may load or run.
-_REDIRECT_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": _csp()}
+_REDIRECT_HEADERS = {**SECURITY_HEADERS, "Content-Security-Policy": csp()}
+#: ``Sec-Fetch-Site`` values of a request the app's own pages made (or the user typed).
+_SAME_SITE_FETCH = frozenset({"same-origin", "none"})
 
 
 def build_router(
@@ -90,6 +72,7 @@ def build_router(
     sign_in: Callable[[], SignIn],
     sessions: SessionManager,
     cookies: SessionCookies,
+    sign_in_cookie: SignInCookie,
     options: SignInOptions,
 ) -> APIRouter:
     """Build the sign-in routes; mount under any prefix.
@@ -97,18 +80,30 @@ def build_router(
     ``sign_in`` gives the running sign-in service (it lives in the app's lifespan).
     """
     router = APIRouter(tags=["sign-in"])
-    handlers = _LoginHandlers(sign_in=sign_in, sessions=sessions, cookies=cookies, options=options)
+    handlers = _LoginHandlers(
+        sign_in=sign_in,
+        sessions=sessions,
+        cookies=cookies,
+        sign_in_cookie=sign_in_cookie,
+        options=options,
+    )
     cookie = _parameter(
         cookies.options.name, "cookie", "The signed session cookie these routes set."
     )
     next_param = _parameter("next", "query", "Same-site path to land on afterwards.")
+    lang_param = _parameter("lang", "query", "Page language: en or ka.")
     router.add_api_route(
         "/login",
         handlers.login,
         methods=["GET"],
         name="corpauth:login",
         openapi_extra=_openapi(
-            [next_param, _parameter("lang", "query", "Sign-in page language: en or ka."), cookie],
+            [
+                next_param,
+                lang_param,
+                _parameter("prompt", "query", "none: renew silently through the bank."),
+                cookie,
+            ],
             {"303": "To the bank's sign-in page."},
         ),
     )
@@ -126,7 +121,7 @@ def build_router(
     )
     form = {
         "type": "object",
-        "properties": {name: {"type": "string"} for name in (*CALLBACK_FIELDS, _RELAY_MARKER)},
+        "properties": {name: {"type": "string"} for name in (*CALLBACK_FIELDS, RELAY_MARKER)},
     }
     router.add_api_route(
         "/callback",
@@ -142,19 +137,37 @@ def build_router(
             },
         },
     )
-    # One route per method: a shared route gives both the same OpenAPI operation id.
-    logout_doc = _openapi([next_param, cookie], {"303": "Signed out; to the landing page."})
-    for method, name in (("GET", "corpauth:logout"), ("POST", "corpauth:logout_post")):
-        router.add_api_route(
-            "/logout", handlers.logout, methods=[method], name=name, openapi_extra=logout_doc
-        )
+    router.add_api_route(
+        "/logout",
+        handlers.logout_page,
+        methods=["GET"],
+        name="corpauth:logout",
+        response_class=HTMLResponse,
+        openapi_extra=_openapi(
+            [next_param, lang_param, cookie], {"200": "A page whose button signs out (POST)."}
+        ),
+    )
+    router.add_api_route(
+        "/logout",
+        handlers.logout,
+        methods=["POST"],
+        name="corpauth:logout_post",
+        openapi_extra=_openapi(
+            [next_param, lang_param, cookie],
+            {
+                "303": "Signed out; to the landing page, or the bank's end-session.",
+                "200": "Signed out here; the bank has no end-session endpoint.",
+                "403": "A cross-site request (cross_site_request): nobody is signed out.",
+            },
+        ),
+    )
     return router
 
 
 _CALLBACK_RESPONSES = {
     "200": "A first-party page that relays the answer same-origin.",
     "303": "Signed in; to the page named by next.",
-    "400": "Refused; X-CorpAuth-Error names the reason (state_*, callback_invalid, ...).",
+    "400": "Refused; X-CorpAuth-Error names the reason (state_*, invalid_token, ...).",
     "403": "Sign-in cancelled at the bank (authorization_denied).",
     "503": "The bank's keys, token endpoint or the session store are unavailable.",
 }
@@ -185,35 +198,37 @@ class _LoginHandlers:
         sign_in: Callable[[], SignIn],
         sessions: SessionManager,
         cookies: SessionCookies,
+        sign_in_cookie: SignInCookie,
         options: SignInOptions,
     ) -> None:
         self._sign_in = sign_in
         self._sessions = sessions
         self._cookies = cookies
+        self._pending = sign_in_cookie
         self._options = options
 
-    async def login(self, request: Request) -> Response:
-        """Send the browser to the bank's sign-in page."""
-        options = self._options
+    def _locale(self, request: Request) -> str:
         lang = request.query_params.get("lang")
-        locale = lang if lang in LOCALES else options.locale
+        return lang if lang in LOCALES else self._options.locale
+
+    async def login(self, request: Request) -> Response:
+        """Send the browser to the bank's sign-in page (or silently through it)."""
+        options = self._options
+        locale = self._locale(request)
         next_url = safe_redirect_target(
             request.query_params.get("next"), default=options.post_login_url
         )
-        browser_id = self._cookies.session_id(request)
-        new_browser = browser_id is None
-        if browser_id is None:
-            browser_id = new_session_id()
         redirect_uri = options.redirect_uri or str(request.url_for("corpauth:callback"))
+        silent = request.query_params.get("prompt") == "none"
         try:
-            url = await self._sign_in().start(
-                browser_id=browser_id, next_url=next_url, locale=locale, redirect_uri=redirect_uri
+            started = await self._sign_in().start(
+                next_url=next_url, locale=locale, redirect_uri=redirect_uri, silent=silent
             )
         except CorpAuthError as exc:
-            return self._error_page(request, exc)
-        response = RedirectResponse(url, status_code=303, headers=_REDIRECT_HEADERS)
-        if new_browser:
-            self._cookies.set(request, response, browser_id)
+            return self._error_page(request, exc, locale=locale, next_url=next_url)
+        response = RedirectResponse(started.url, status_code=303, headers=_REDIRECT_HEADERS)
+        entries = [*self._pending.read(request), started.pending.to_record()]
+        self._pending.write(request, response, entries)
         return response
 
     async def callback_get(self, request: Request) -> Response:
@@ -224,118 +239,176 @@ class _LoginHandlers:
             # (as the bank's newer docs describe) is served if query mode was asked
             # for, then sent to a clean URL.
             return await self._complete(request, dict(params.items()), arrived_in="query")
-        action = html.escape(request_path(request), quote=True)
-        page = (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="referrer" content="no-referrer"><title>Signing in…</title></head>'
-            "<body><noscript>JavaScript is needed to finish signing in.</noscript>"
-            f'<form id="relay" method="post" action="{action}">'
-            f'<input type="hidden" name="{_RELAY_MARKER}" value="fragment"></form>'
-            f"<script>{_FRAGMENT_SCRIPT}</script></body></html>"
-        )
-        return self._html(page, csp=_csp(_FRAGMENT_SCRIPT))
+        page, policy = relay_page(request_path(request))
+        return self._html(page, csp_header=policy)
 
     async def callback_post(self, request: Request) -> Response:
         """``response_mode=form_post`` results and the fragment relay's POST."""
         try:
             params = await read_form(request)
         except CallbackInvalid as exc:
-            return self._error_page(request, exc)
-        relayed = params.get(_RELAY_MARKER)
-        if self._cookies.session_id(request) is None and relayed is None:
+            return self._error_page(request, exc, locale=self._locale(request))
+        relayed = params.get(RELAY_MARKER)
+        if relayed is None and request.cookies.get(self._pending.name) is None:
             # A cross-site form_post carries no SameSite=Lax cookie: re-post same-origin.
-            return self._resubmit_page(request, params)
+            fields = {name: params[name] for name in CALLBACK_FIELDS if name in params}
+            page, policy = resubmit_page(request_path(request), fields)
+            return self._html(page, csp_header=policy)
         arrived_in: ResponseMode = "fragment" if relayed == "fragment" else "form_post"
         return await self._complete(request, params, arrived_in=arrived_in)
 
+    async def logout_page(self, request: Request) -> Response:
+        """A page with a sign-out button: a GET (a link, an image, another site's
+        redirect) signs nobody out."""
+        query = request.url.query if _ascii_query(request) else ""
+        action = request_path(request) + ("?" + query if query else "")
+        return self._html(logout_page(locale=self._locale(request), action=action))
+
     async def logout(self, request: Request) -> Response:
-        """End the session here and, if configured, at the bank's Keycloak."""
+        """End the session here and, if configured, at the bank (one click: with the
+        sign-in's ID token as a hint, Keycloak asks nothing)."""
+        locale = self._locale(request)
+        if _cross_site(request):
+            logger.info("sign-out refused: a cross-site request")
+            refusal = self._html(cross_site_page(locale=locale), status_code=403)
+            refusal.headers["X-CorpAuth-Error"] = "cross_site_request"
+            return refusal
         options = self._options
-        await self._sessions.end_session(self._cookies.session_id(request))
         target = safe_redirect_target(
             request.query_params.get("next"), default=options.post_logout_url
         )
+        session_id = self._cookies.session_id(request)
+        ended = await self._sessions.load(session_id)
+        await self._sessions.end_session(session_id)
+        response: Response = RedirectResponse(target, status_code=303, headers=_REDIRECT_HEADERS)
         if options.logout_at_provider:
             base = str(request.base_url).rstrip("/")
             try:
                 at_provider = await self._sign_in().end_session_url(
-                    return_to=base + target, locale=options.locale
+                    return_to=base + target, locale=locale, ended=ended
                 )
             except CorpAuthError:
                 at_provider = None
             if at_provider is None:
                 logger.info("signed out here only: the bank has no end-session endpoint")
+                response = self._html(signed_out_here_page(locale=locale, continue_url=target))
             else:
-                target = at_provider
-        response = RedirectResponse(target, status_code=303, headers=_REDIRECT_HEADERS)
+                response = RedirectResponse(at_provider, status_code=303, headers=_REDIRECT_HEADERS)
         self._cookies.clear(request, response)
         return response
 
     async def _complete(
         self, request: Request, params: Mapping[str, str], *, arrived_in: ResponseMode
     ) -> Response:
+        entries = self._pending.read(request)
+        pending = [p for p in map(PendingLogin.from_record, entries) if p is not None]
+        state = params.get("state")
+        wanted = fingerprint(state) if state else None
+        this = next((p for p in pending if p.state_fingerprint == wanted), None)
+        # The sign-in is used up whatever the outcome: the cookie forgets it.
+        remaining = [e for e in entries if e.get("state_fingerprint") != wanted]
+        session_id = self._cookies.session_id(request)
+        response: Response
         try:
             completed = await self._sign_in().complete(
-                params=params,
-                arrived_in=arrived_in,
-                browser_id=self._cookies.session_id(request),
+                params=params, arrived_in=arrived_in, pending=pending, session_id=session_id
             )
+        except SilentSignInFailed as exc:
+            # The bank needs the customer: the ordinary sign-in, to the same page.
+            login = login_link(
+                str(request.url_for("corpauth:login")), locale=exc.locale, next_url=exc.next_url
+            )
+            response = RedirectResponse(login, status_code=303, headers=_REDIRECT_HEADERS)
         except CorpAuthError as exc:
             logger.info("sign-in refused: %s%s", exc.code, _detail(exc))
-            return self._error_page(request, exc)
-        logger.info("customer signed in")
-        response = RedirectResponse(completed.next_url, status_code=303, headers=_REDIRECT_HEADERS)
-        self._cookies.set(request, response, completed.session_id)
+            if isinstance(exc, StateError | CallbackInvalid) and session_id is not None:
+                # Back or reload after signing in: the customer is signed in already.
+                user = await self._signed_in(session_id)
+                if user:
+                    response = RedirectResponse(
+                        self._options.post_login_url, status_code=303, headers=_REDIRECT_HEADERS
+                    )
+                    self._pending.write(request, response, remaining)
+                    return response
+            locale = this.locale if this is not None else self._locale(request)
+            response = self._error_page(
+                request, exc, locale=locale, next_url=this.next_url if this else None
+            )
+        else:
+            logger.info("customer signed in")
+            response = RedirectResponse(
+                completed.next_url, status_code=303, headers=_REDIRECT_HEADERS
+            )
+            self._cookies.set(request, response, completed.session_id)
+        self._pending.write(request, response, remaining)
         return response
 
-    def _html(self, page: str, *, status_code: int = 200, csp: str | None = None) -> HTMLResponse:
+    async def _signed_in(self, session_id: str) -> bool:
+        try:
+            return await self._sign_in().resume(session_id, page_view=False) is not None
+        except CorpAuthError:
+            return False
+
+    def _html(
+        self, page: str, *, status_code: int = 200, csp_header: str | None = None
+    ) -> HTMLResponse:
         headers = dict(SECURITY_HEADERS)
-        headers["Content-Security-Policy"] = csp or _csp()
+        headers["Content-Security-Policy"] = csp_header or csp()
         return HTMLResponse(page, status_code=status_code, headers=headers)
 
-    def _resubmit_page(self, request: Request, params: Mapping[str, str]) -> HTMLResponse:
-        action = html.escape(request_path(request), quote=True)
-        inputs = "".join(
-            f'<input type="hidden" name="{name}" value="{html.escape(params[name], quote=True)}">'
-            for name in CALLBACK_FIELDS
-            if name in params
-        )
-        page = (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="referrer" content="no-referrer"><title>Signing in…</title></head>'
-            f'<body><form id="relay" method="post" action="{action}">{inputs}'
-            f'<input type="hidden" name="{_RELAY_MARKER}" value="form_post">'
-            "<noscript><button>Continue</button></noscript></form>"
-            f"<script>{_RESUBMIT_SCRIPT}</script></body></html>"
-        )
-        return self._html(page, csp=_csp(_RESUBMIT_SCRIPT))
-
-    def _error_page(self, request: Request, exc: CorpAuthError) -> HTMLResponse:
-        status, message = _describe(exc)
-        provider = _provider_error(exc)
-        provider_line = (
-            f'<p>The bank answered: <code id="provider-error">{html.escape(provider)}</code></p>'
-            if provider
-            else ""
-        )
-        login = html.escape(str(request.url_for("corpauth:login")), quote=True)
-        page = (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            '<meta name="referrer" content="no-referrer"><title>Sign-in failed</title></head>'
-            f'<body><h1>Sign-in failed</h1><p id="message">{html.escape(message)}</p>'
-            f"{provider_line}"
-            f'<p>Error code: <code id="code">{html.escape(exc.code)}</code></p>'
-            f'<p><a href="{login}">Sign in again</a></p></body></html>'
+    def _error_page(
+        self,
+        request: Request,
+        exc: CorpAuthError,
+        *,
+        locale: str,
+        next_url: str | None = None,
+    ) -> HTMLResponse:
+        status, message_key = _describe(exc)
+        again = login_link(str(request.url_for("corpauth:login")), locale=locale, next_url=next_url)
+        page = error_page(
+            locale=locale,
+            message_key=message_key,
+            code=exc.code,
+            again_url=again,
+            provider_error=_provider_error(exc),
         )
         response = self._html(page, status_code=status)
         response.headers["X-CorpAuth-Error"] = exc.code
         return response
 
 
+def _cross_site(request: Request) -> bool:
+    """Whether a browser sent this request from another site (CSRF defence for POSTs).
+
+    ``Sec-Fetch-Site`` decides when the browser sends it; otherwise ``Origin``, which
+    browsers send with every cross-site POST, must be this app's. A request with
+    neither comes from no browser, hence from no other site.
+    """
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site.lower() not in _SAME_SITE_FETCH
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    base = request.base_url
+    own = f"{base.scheme}://{base.netloc}"
+    parts = urlsplit(origin)
+    return origin == "null" or f"{parts.scheme}://{parts.netloc}" != own
+
+
+def _ascii_query(request: Request) -> bool:
+    try:
+        request.scope.get("query_string", b"").decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _provider_error(exc: CorpAuthError) -> str | None:
     """The OAuth error code the bank sent, already sanitised to printable ASCII."""
     if isinstance(exc, AuthorizationDenied | CredentialsRejected):
-        return exc.error
+        return _printable_code(exc.error)
     cause = exc.__cause__
     if isinstance(cause, CredentialsRejected):
         return _printable_code(cause.error)
@@ -356,33 +429,24 @@ def _detail(exc: CorpAuthError) -> str:
     return f" ({provider})" if provider else ""
 
 
-_STATE_MESSAGES = {
-    "missing": "The bank's answer did not say which sign-in it belongs to.",
-    "unknown": "This sign-in was not started here. Please start again.",
-    "reused": "This sign-in link was already used. Please start again.",
-    "expired": "The sign-in took too long. Please start again.",
-    "mismatch": "This sign-in was started in another browser. Please start again here.",
-}
-
-
 def _describe(exc: CorpAuthError) -> tuple[int, str]:
+    """The status and the message (a ``_pages`` text key) of a refused sign-in."""
     if isinstance(exc, StateError):
-        return 400, _STATE_MESSAGES[exc.problem]
+        return 400, f"state_{exc.problem}"
     if isinstance(exc, AuthorizationDenied):
         if exc.error == "access_denied":
-            return 403, "Sign-in was cancelled at the bank."
-        return 400, "The bank could not sign you in."
+            return 403, "cancelled"
+        return 400, "bank_refused"
     if isinstance(exc, ResponseModeMismatch):
-        return 400, "The bank's answer arrived in an unexpected way and was not used."
+        return 400, "mode_mismatch"
     if isinstance(exc, LoginError):
-        return 400, "The bank's answer could not be used to sign you in."
+        return 400, "unusable"
     if isinstance(exc, InvalidToken):
-        return 400, "The bank did not confirm this sign-in, so it was not used."
+        return 400, "not_confirmed"
     if isinstance(exc, VerificationUnavailable):
-        return 503, "The bank cannot confirm sign-ins right now. Please try again shortly."
+        return 503, "cannot_confirm"
     if isinstance(exc, StoreUnavailable):
-        return 503, "Signing in is temporarily unavailable. Please try again shortly."
+        return 503, "unavailable"
     if isinstance(exc, TokenError | ConfigurationError):
-        response = error_response(exc)
-        return response.status_code, response.message
-    return 400, "Signing in failed."
+        return error_response(exc).status_code, "bank_unexpected"
+    return 400, "failed_generic"

@@ -1,34 +1,36 @@
-"""Sign-in sessions: pending states and signed-in sessions kept server-side.
+"""Signed-in sessions kept server-side, sealed, under one-way keys.
 
-The browser holds one cookie: a signed, random session id. Everything else is in a
-``SessionStore`` under keys derived one-way from the values they protect
-(``fingerprint``), so a dump of the store yields neither usable cookies nor states.
+The browser holds one cookie: a signed, random session id. The session itself (the
+customer's tokens, the verified identity, when it ends) is in a ``SessionStore`` under
+``session:<fingerprint of the id>``, sealed (``Sealer``) with a key derived from the
+id itself: a dump of the store, even with the app's secrets, yields no usable cookie,
+token or profile, and a record edited or moved in the store opens as nothing (signed
+out), never as someone else's session.
+
+Pending sign-ins are not kept here at all (they travel, sealed, in the browser that
+started them); the store only remembers, briefly, which states were used (single use).
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from ._errors import StateError
-from ._login_protocol import ResponseMode, ResponseType, fingerprint, new_state
+from ._login_protocol import ResponseType, fingerprint
+from ._sealing import Sealer
 from ._signing import new_session_id
 from ._store import SessionStore, StoreUnavailable
 from ._token import Token
 from ._verification import VerifiedToken
 
-__all__ = ["PendingLogin", "SessionManager", "SignedInUser"]
+__all__ = ["SessionManager", "SignedInUser", "StoredSession"]
 
 logger = logging.getLogger("fastapi_corpauth.session")
 _T = TypeVar("_T")
-
-#: Seconds a pending sign-in is remembered after it expires, to name the failure.
-STATE_GRACE = 60.0
 
 #: Verified claims copied into the session: who the customer is, for display and lookups.
 PROFILE_CLAIMS = (
@@ -40,16 +42,19 @@ PROFILE_CLAIMS = (
     "email",
     "company",
 )
+#: Seconds a used state is remembered at least, to name a quick replay "reused".
+USED_STATE_MEMORY = 60.0
+_RECORD_VERSION = 2
 
 
 @dataclass(frozen=True, repr=False)
 class SignedInUser:
     """The signed-in customer of this request.
 
-    ``subject`` and ``profile`` come from claims the bank vouched for when the customer
-    signed in (a verified signature or the bank's introspection answer), never from
-    what the browser sent alone. ``client_id`` is the application the token was issued
-    to.
+    ``subject``, ``client_id`` and ``profile`` come from what the bank vouched for when
+    the customer signed in (a verified signature or the bank's introspection answer),
+    never from what the browser sent alone. ``token`` is the customer's current access
+    token (renewed by the session, see ``session_ends_at``).
     """
 
     token: Token
@@ -57,6 +62,8 @@ class SignedInUser:
     subject: str = ""
     client_id: str = ""
     profile: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    #: When the session ends at the latest, whatever renewals happen before.
+    session_ends_at: float = 0.0
 
     @property
     def access_token(self) -> str:
@@ -64,6 +71,7 @@ class SignedInUser:
 
     @property
     def expires_at(self) -> float:
+        """When the current access token expires (the session renews it)."""
         return self.token.expires_at
 
     @property
@@ -82,192 +90,199 @@ class SignedInUser:
 
 
 @dataclass(frozen=True, repr=False)
-class PendingLogin:
-    """What ``/login`` remembered for the callback, under its state."""
+class StoredSession:
+    """A session as the store holds it: the user, and what renewing it needs."""
 
-    next_url: str
-    redirect_uri: str
-    response_type: ResponseType
-    response_mode: ResponseMode
-    code_verifier: str | None
-    locale: str
-    nonce: str | None = None
+    session_id: str
+    user: SignedInUser
+    flow: ResponseType
+    refresh_token: str | None = None
+    refresh_expires_at: float | None = None
+    id_token: str | None = None
+    #: When the session was last renewed without a password (implicit flow).
+    silently_renewed_at: float | None = None
+
+    @property
+    def token(self) -> Token:
+        return self.user.token
 
     def __repr__(self) -> str:
-        return f"PendingLogin(next_url={self.next_url!r}, response_type={self.response_type!r})"
+        return f"StoredSession(flow={self.flow!r}, user={self.user!r})"
 
 
 class SessionManager:
-    """Creates, reads and ends sessions and pending sign-ins in a ``SessionStore``.
+    """Creates, reads, renews and ends sessions in a ``SessionStore``.
 
-    Store failures never surface as errors: a session that cannot be read is "signed
-    out", and a warning is logged once per outage rather than once per request.
+    ``sealer`` seals every record (see the module docstring). Store failures never
+    surface as errors on reads: a session that cannot be read is "signed out", and a
+    warning is logged once per outage rather than once per request.
     """
 
     def __init__(
         self,
         *,
         store: SessionStore,
+        sealer: Sealer,
         session_max_age: float,
-        state_max_age: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        self._sealer = sealer
         self._session_max_age = session_max_age
-        self._state_max_age = state_max_age
         self._clock = clock
         self._store_failing = False
+        self._unreadable_logged = False
 
     def __repr__(self) -> str:
         return f"SessionManager(store={self.store!r})"
 
-    async def begin_login(
-        self,
-        *,
-        browser_id: str,
-        next_url: str,
-        redirect_uri: str,
-        response_type: ResponseType,
-        response_mode: ResponseMode,
-        code_verifier: str | None,
-        locale: str,
-        nonce: str | None = None,
-    ) -> str:
-        """Remember a sign-in attempt of this browser; return its new ``state``.
+    # --- single use of sign-in states ---------------------------------------------------
 
-        Each attempt has its own state, so several tabs can sign in at once.
+    async def claim_state(self, state: str, *, remember_for: float) -> bool:
+        """Mark ``state`` used; False if it already was (a replay).
 
         Raises:
-            StoreUnavailable: the store is down (the sign-in cannot be started safely).
+            StoreUnavailable: the store is down (single use cannot be guaranteed).
         """
-        state = new_state()
-        browser = await self._binding(browser_id)
-        now = self._clock()
-        record = {
-            "browser": browser,
-            "expires_at": now + self._state_max_age,
-            "next_url": next_url,
-            "redirect_uri": redirect_uri,
-            "response_type": response_type,
-            "response_mode": response_mode,
-            "code_verifier": code_verifier,
-            "nonce": nonce,
-            "locale": locale,
-        }
-        # Kept a little longer than valid, so a late callback is told "expired", not
-        # "unknown"; short-lived, so pending sign-ins never outlive (and, in a bounded
-        # store, never push out) the sessions of customers already signed in.
-        ttl = self._state_max_age + STATE_GRACE
-        await self._guard(self.store.set(_state_key(state), record, ttl=ttl))
-        return state
+        ttl = max(USED_STATE_MEMORY, remember_for)
+        return await self._guard(self.store.add(_used_key(state), {"used": True}, ttl=ttl))
 
-    async def consume_state(self, *, state: str | None, browser_id: str | None) -> PendingLogin:
-        """Take the pending sign-in for ``state``: single use, bound to this browser.
+    async def state_used(self, state: str) -> bool:
+        """Whether ``state`` completed a sign-in recently.
 
         Raises:
-            StateError: ``missing``, ``unknown``, ``reused``, ``expired`` or ``mismatch``.
             StoreUnavailable: the store is down.
         """
-        if not state:
-            raise StateError("the callback carries no state", problem="missing")
-        record = await self._guard(self.store.pop(_state_key(state)))
-        if record is None:
-            if await self._guard(self.store.get(_used_key(state))) is not None:
-                raise StateError("this sign-in was already completed", problem="reused")
-            raise StateError("this sign-in was not started here", problem="unknown")
-        now = self._clock()
-        # The "used" marker is brief: it only names a quick replay ("reused"). It has
-        # its own key prefix so that a full in-process store drops markers first.
-        remaining = float(record["expires_at"]) - now
-        marker_ttl = max(1.0, min(remaining, STATE_GRACE))
-        await self._guard(self.store.set(_used_key(state), {"used": True}, ttl=marker_ttl))
-        if now >= float(record["expires_at"]):
-            raise StateError("this sign-in took too long and expired", problem="expired")
-        expected = str(record["browser"]).encode()
-        actual = (await self._binding(browser_id)).encode() if browser_id else b""
-        if not hmac.compare_digest(expected, actual):
-            raise StateError("this sign-in was started in another browser", problem="mismatch")
-        mode = record.get("response_mode")
-        nonce = record.get("nonce")
-        return PendingLogin(
-            next_url=str(record["next_url"]),
-            redirect_uri=str(record["redirect_uri"]),
-            response_type="code" if record["response_type"] == "code" else "token",
-            response_mode=mode if mode in ("query", "form_post") else "fragment",
-            code_verifier=record.get("code_verifier"),
-            locale=str(record.get("locale") or "en"),
-            nonce=nonce if isinstance(nonce, str) else None,
-        )
+        return await self._guard(self.store.get(_used_key(state))) is not None
+
+    # --- sessions --------------------------------------------------------------------------
 
     async def create_session(
-        self, *, token: Token, identity: VerifiedToken, replaces: str | None
+        self,
+        *,
+        token: Token,
+        identity: VerifiedToken,
+        flow: ResponseType,
+        replaces: str | None,
+        silent: bool = False,
     ) -> str:
-        """Store a signed-in session for ``token`` under a new id and return the id.
-
-        ``identity`` is what the bank vouched for about the token; the session's profile
-        is taken from it alone.
+        """Store a new session for ``token`` and return its id.
 
         The id is always new (no session fixation); the browser's previous session, if
-        any, is removed. The new session inherits the previous id's binding, so sign-ins
-        still in flight in other tabs of this browser can complete.
+        any, is removed. ``identity`` is what the bank vouched for about the token; the
+        session's identity and profile are taken from it alone.
 
         Raises:
             StoreUnavailable: the store is down.
         """
         now = self._clock()
         session_id = new_session_id()
-        browser = await self._binding(replaces) if replaces else fingerprint(session_id)
         claims = identity.claims
-        record = {
-            "browser": browser,
-            "access_token": token.access_token,
-            "issued_at": token.issued_at,
-            "expires_at": token.expires_at,
-            "scope": list(token.scope),
-            "session_state": token.session_state,
-            "signed_in_at": now,
-            "subject": identity.subject,
-            "client_id": identity.client_id,
-            "profile": {k: claims[k] for k in PROFILE_CLAIMS if isinstance(claims.get(k), str)},
-        }
-        ttl = min(self._session_max_age, token.expires_at - now)
-        await self._guard(self.store.set(_session_key(session_id), record, ttl=ttl))
+        user = SignedInUser(
+            token=token,
+            signed_in_at=now,
+            subject=identity.subject,
+            client_id=identity.client_id,
+            profile=MappingProxyType(
+                {k: claims[k] for k in PROFILE_CLAIMS if isinstance(claims.get(k), str)}
+            ),
+            session_ends_at=now + self._session_max_age,
+        )
+        stored = StoredSession(
+            session_id=session_id,
+            user=user,
+            flow=flow,
+            refresh_token=token.refresh_token,
+            refresh_expires_at=token.refresh_expires_at,
+            id_token=token.id_token,
+            silently_renewed_at=now if silent else None,
+        )
+        await self.save(stored)
         if replaces:
             await self._guard(self.store.delete(_session_key(replaces)))
         return session_id
 
-    async def load_user(self, session_id: str | None) -> SignedInUser | None:
-        """The signed-in user of ``session_id``, or None (also when the store is down)."""
+    async def renewed(self, stored: StoredSession, token: Token) -> StoredSession:
+        """``stored`` with a new token from a refresh (rotation honoured), saved.
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        renewed = StoredSession(
+            session_id=stored.session_id,
+            user=SignedInUser(
+                token=token,
+                signed_in_at=stored.user.signed_in_at,
+                subject=stored.user.subject,
+                client_id=stored.user.client_id,
+                profile=stored.user.profile,
+                session_ends_at=stored.user.session_ends_at,
+            ),
+            flow=stored.flow,
+            refresh_token=token.refresh_token or stored.refresh_token,
+            refresh_expires_at=(
+                token.refresh_expires_at if token.refresh_token else stored.refresh_expires_at
+            ),
+            id_token=token.id_token or stored.id_token,
+            silently_renewed_at=stored.silently_renewed_at,
+        )
+        await self.save(renewed)
+        return renewed
+
+    async def save(self, stored: StoredSession) -> None:
+        """Write ``stored`` for as long as it can be used.
+
+        A code-flow session lives while its refresh token does (or its access token,
+        without one); an implicit one until its end, because the bank's SSO session can
+        renew it. Neither outlives ``session_max_age`` from the sign-in.
+
+        Raises:
+            StoreUnavailable: the store is down.
+        """
+        now = self._clock()
+        user = stored.user
+        usable_until = user.session_ends_at
+        if stored.flow == "code":
+            renewable = stored.refresh_expires_at if stored.refresh_token else None
+            usable_until = min(usable_until, renewable or user.token.expires_at)
+        ttl = usable_until - now
+        if ttl <= 0:
+            await self.end_session(stored.session_id)
+            return
+        key = _session_key(stored.session_id)
+        record = _record(stored)
+        sealed = self._sealer.seal(record, where=key, context=stored.session_id)
+        await self._guard(self.store.set(key, {"sealed": sealed}, ttl=ttl))
+
+    async def load(self, session_id: str | None) -> StoredSession | None:
+        """The session ``session_id`` names, or None (also when the store is down or the
+        record does not open: edited, moved, or sealed under retired secrets)."""
         if not session_id:
             return None
+        key = _session_key(session_id)
         try:
-            record = await self._guard(self.store.get(_session_key(session_id)))
+            found = await self._guard(self.store.get(key))
         except StoreUnavailable:
             return None
-        if record is None:
+        if found is None:
             return None
-        try:
-            token = Token(
-                access_token=str(record["access_token"]),
-                token_type="Bearer",  # noqa: S106 - type name, not a secret
-                issued_at=float(record["issued_at"]),
-                expires_at=float(record["expires_at"]),
-                scope=tuple(record.get("scope") or ()),
-                session_state=record.get("session_state"),
-            )
-            user = SignedInUser(
-                token=token,
-                signed_in_at=float(record["signed_in_at"]),
-                subject=str(record["subject"]),
-                client_id=str(record.get("client_id") or ""),
-                profile=MappingProxyType(dict(record.get("profile") or {})),
-            )
-        except (KeyError, TypeError, ValueError):
-            logger.warning("discarding an unreadable session record")
+        record = self._sealer.open(found.get("sealed"), where=key, context=session_id)
+        stored = _stored(session_id, record) if record is not None else None
+        if stored is None:
+            if not self._unreadable_logged:
+                self._unreadable_logged = True
+                logger.warning("a session record did not open; that browser is signed out")
             return None
-        if token.is_expired(self._clock()):
+        if self._clock() >= stored.user.session_ends_at:
             return None
-        return user
+        return stored
+
+    async def load_user(self, session_id: str | None) -> SignedInUser | None:
+        """The signed-in user of ``session_id`` while its access token is valid, else None."""
+        stored = await self.load(session_id)
+        if stored is None or stored.token.is_expired(self._clock()):
+            return None
+        return stored.user
 
     async def end_session(self, session_id: str | None) -> None:
         """Remove the session server-side, so a copied cookie is useless afterwards."""
@@ -277,19 +292,23 @@ class SessionManager:
             except StoreUnavailable:
                 logger.warning("could not remove a session from the store")
 
-    async def _binding(self, browser_id: str) -> str:
-        """What pending sign-ins of this browser are bound to.
+    # --- leases: one renewal per session across processes ----------------------------------
 
-        The fingerprint of the id the browser held when it first started signing in:
-        a session carries it over from the id it replaced, because the id changes at
-        every sign-in while other tabs may still be waiting for their callbacks.
+    async def acquire_renewal(self, session_id: str, *, lease: float) -> bool:
+        """Take the session's renewal lease for ``lease`` seconds; False if taken.
 
         Raises:
             StoreUnavailable: the store is down.
         """
-        record = await self._guard(self.store.get(_session_key(browser_id)))
-        inherited = record.get("browser") if record is not None else None
-        return inherited if isinstance(inherited, str) and inherited else fingerprint(browser_id)
+        key = _lease_key(session_id)
+        return await self._guard(self.store.add(key, {"lease": True}, ttl=lease))
+
+    async def release_renewal(self, session_id: str) -> None:
+        """Give the lease back (it also lapses by itself)."""
+        try:
+            await self._guard(self.store.delete(_lease_key(session_id)))
+        except StoreUnavailable:
+            pass
 
     async def _guard(self, operation: Awaitable[_T]) -> _T:
         try:
@@ -305,8 +324,70 @@ class SessionManager:
         return result
 
 
-def _state_key(state: str) -> str:
-    return "state:" + fingerprint(state)
+def _record(stored: StoredSession) -> dict[str, Any]:
+    user, token = stored.user, stored.user.token
+    return {
+        "v": _RECORD_VERSION,
+        "flow": stored.flow,
+        "access_token": token.access_token,
+        "issued_at": token.issued_at,
+        "expires_at": token.expires_at,
+        "scope": list(token.scope),
+        "session_state": token.session_state,
+        "refresh_token": stored.refresh_token,
+        "refresh_expires_at": stored.refresh_expires_at,
+        "id_token": stored.id_token,
+        "signed_in_at": user.signed_in_at,
+        "ends_at": user.session_ends_at,
+        "silently_renewed_at": stored.silently_renewed_at,
+        "subject": user.subject,
+        "client_id": user.client_id,
+        "profile": dict(user.profile),
+    }
+
+
+def _stored(session_id: str, record: Mapping[str, Any]) -> StoredSession | None:
+    if record.get("v") != _RECORD_VERSION:
+        return None
+    try:
+        flow: Literal["token", "code"] = "code" if record["flow"] == "code" else "token"
+        token = Token(
+            access_token=str(record["access_token"]),
+            token_type="Bearer",  # noqa: S106 - type name, not a secret
+            issued_at=float(record["issued_at"]),
+            expires_at=float(record["expires_at"]),
+            scope=tuple(str(s) for s in record.get("scope") or ()),
+            session_state=_optional_str(record.get("session_state")),
+            refresh_token=_optional_str(record.get("refresh_token")),
+            id_token=_optional_str(record.get("id_token")),
+        )
+        user = SignedInUser(
+            token=token,
+            signed_in_at=float(record["signed_in_at"]),
+            subject=str(record["subject"]),
+            client_id=str(record["client_id"]),
+            profile=MappingProxyType(
+                {k: v for k, v in dict(record.get("profile") or {}).items() if isinstance(v, str)}
+            ),
+            session_ends_at=float(record["ends_at"]),
+        )
+        refresh_expires_at = record.get("refresh_expires_at")
+        renewed_at = record.get("silently_renewed_at")
+        return StoredSession(
+            session_id=session_id,
+            user=user,
+            flow=flow,
+            refresh_token=token.refresh_token,
+            refresh_expires_at=float(refresh_expires_at) if refresh_expires_at else None,
+            id_token=token.id_token,
+            silently_renewed_at=float(renewed_at) if renewed_at else None,
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _optional_str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _used_key(state: str) -> str:
@@ -315,3 +396,7 @@ def _used_key(state: str) -> str:
 
 def _session_key(session_id: str) -> str:
     return "session:" + fingerprint(session_id)
+
+
+def _lease_key(session_id: str) -> str:
+    return "lease:" + fingerprint(session_id)

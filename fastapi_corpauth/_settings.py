@@ -229,6 +229,11 @@ class CorpAuthSettings(BaseSettings):
     login_redirect: bool = Field(
         default=False, description="Send browsers asking for HTML to /login instead of a 401."
     )
+    silent_renewal: bool = Field(
+        default=True,
+        description="Implicit flow: renew a session whose token nears its end through the "
+        "bank with prompt=none on the next page view.",
+    )
 
     # Several workers: Redis shares the token and the sessions (the ``redis`` extra)
     redis_url: SecretStr | None = Field(
@@ -422,6 +427,10 @@ class CorpAuthSettings(BaseSettings):
             backoff_max=self.token_backoff_max,
             cooldown=self.token_cooldown,
         )
+
+    def sign_in_cookie_name(self) -> str:
+        """The cookie holding the sign-ins in progress, named after the session cookie."""
+        return self.session_cookie + "_signin"
 
     def cookie_options(self) -> CookieOptions:
         return CookieOptions(

@@ -42,6 +42,12 @@ class SessionStore(Protocol):
         """Store ``record`` under ``key`` for ``ttl`` seconds, replacing any previous one."""
         ...
 
+    async def add(self, key: str, record: Record, *, ttl: float) -> bool:
+        """Store ``record`` under ``key`` only if no live record is there; True if it
+        was stored. Atomic: of two concurrent adds of one key, one succeeds (leases and
+        single-use markers rely on it)."""
+        ...
+
     async def pop(self, key: str) -> dict[str, Any] | None:
         """Atomically remove and return the record under ``key`` (None if absent).
 

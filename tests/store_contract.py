@@ -111,6 +111,23 @@ class SessionStoreContract:
         results = await asyncio.gather(*(store.pop("state:once") for _ in range(100)))
         assert [r for r in results if r is not None] == [RECORD]
 
+    async def test_add_stores_only_when_absent(self, store: SessionStore) -> None:
+        assert await store.add("k", {"n": 1}, ttl=60) is True
+        assert await store.add("k", {"n": 2}, ttl=60) is False
+        assert await store.get("k") == {"n": 1}
+        await store.delete("k")
+        assert await store.add("k", {"n": 3}, ttl=60) is True
+
+    async def test_add_after_expiry(self, store: SessionStore, advance: Advance) -> None:
+        assert await store.add("k", {"n": 1}, ttl=1)
+        await advance(1.5)
+        assert await store.add("k", {"n": 2}, ttl=60)
+        assert await store.get("k") == {"n": 2}
+
+    async def test_concurrent_adds_let_one_win(self, store: SessionStore) -> None:
+        results = await asyncio.gather(*(store.add("lease", {"n": n}, ttl=60) for n in range(20)))
+        assert results.count(True) == 1
+
     async def test_caller_cannot_mutate_stored_record(self, store: SessionStore) -> None:
         record: dict[str, Any] = {"profile": {"roles": ["corp"]}}
         await store.set("session:a", record, ttl=60)

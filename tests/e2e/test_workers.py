@@ -172,14 +172,15 @@ def sign_in(start: str, finish: str, idp: str) -> str:
     login = httpx.get(start + "/auth/login?next=/", timeout=5)
     assert login.status_code == 303, login.text
     state = parse_qs(urlsplit(login.headers["location"]).query)["state"][0]
-    browser = login.cookies["corpauth_session"]
+    # The sign-in in progress travels sealed in the browser: any worker can complete it.
+    signing_in = login.cookies["corpauth_session_signin"]
     # What the fragment relay page would POST: the bank's answer to a real sign-in.
     fields = bank_sign_in(login.headers["location"])
     assert fields["state"] == state
     callback = httpx.post(
         finish + "/auth/callback",
         data={"corpauth_relay": "fragment", **fields},
-        headers={"Cookie": f"corpauth_session={browser}"},
+        headers={"Cookie": f"corpauth_session_signin={signing_in}"},
         timeout=5,
     )
     assert callback.status_code == 303, callback.text

@@ -25,6 +25,7 @@ from tests.support import CLIENT_ID, CLIENT_SECRET, ISSUER, SIGNING_KEY, FakeClo
 KEY_1 = "first-signing-key-0123456789"
 KEY_2 = "second-signing-key-9876543210"
 COOKIE = "corpauth_session"
+SIGNIN_COOKIE = "corpauth_session_signin"
 AUTHORIZE_URL = ISSUER + "/protocol/openid-connect/auth"
 LOGOUT_URL = ISSUER + "/protocol/openid-connect/logout"
 ROUTER_PREFIX = "/auth"
@@ -177,10 +178,11 @@ class MockBank:
 
 
 class Browser:
-    """One browser: an ASGI client that keeps the session cookie by hand.
+    """One browser: an ASGI client that keeps the session and sign-in cookies by hand.
 
-    The cookie is sent explicitly (``cookie`` may be overridden per request, e.g. to
-    replay an old value or to send none), so tests can see and control every value.
+    The session cookie is sent explicitly (``cookie`` may be overridden per request, e.g.
+    to replay an old value or to send none), so tests can see and control every value;
+    the sign-in cookie (the sign-ins in progress) is kept like a browser keeps it.
     """
 
     def __init__(self, app: FastAPI, base_url: str, log: list[httpx.Response]) -> None:
@@ -188,6 +190,7 @@ class Browser:
             transport=httpx.ASGITransport(app=app), base_url=base_url, follow_redirects=False
         )
         self.cookie: str | None = None
+        self.signin_cookie: str | None = None
         self._log = log
 
     async def request(
@@ -199,12 +202,20 @@ class Browser:
         headers: Mapping[str, str] | None = None,
         cookie: str | None | bool = True,
         content: bytes | None = None,
+        signin_cookie: bool = True,
     ) -> httpx.Response:
-        """``cookie=True`` sends this browser's cookie, ``False``/None none, a str that one."""
+        """``cookie=True`` sends this browser's cookies, ``False``/None none (a cross-site
+        POST, another browser), a str that session cookie with the sign-in cookie;
+        ``signin_cookie=False`` leaves the sign-in cookie out."""
         sent = self.cookie if cookie is True else cookie or None
         all_headers = dict(headers or {})
+        pairs = []
         if sent:
-            all_headers["Cookie"] = f"{COOKIE}={sent}"
+            pairs.append(f"{COOKIE}={sent}")
+        if signin_cookie and cookie not in (False, None) and self.signin_cookie:
+            pairs.append(f"{SIGNIN_COOKIE}={self.signin_cookie}")
+        if pairs:
+            all_headers["Cookie"] = "; ".join(pairs)
         response = await self.client.request(
             method, url, data=data, content=content, headers=all_headers
         )
@@ -214,6 +225,10 @@ class Browser:
         if attributes is not None and cookie is True:
             expired = attributes.get("max-age") == "0" or not attributes["value"].strip('"')
             self.cookie = None if expired else attributes["value"]
+        signin = set_cookie(response, SIGNIN_COOKIE)
+        if signin is not None and signin_cookie:
+            expired = signin.get("max-age") == "0" or not signin["value"].strip('"')
+            self.signin_cookie = None if expired else signin["value"]
         return response
 
     async def get(self, url: str, **kwargs: Any) -> httpx.Response:
@@ -240,15 +255,16 @@ class Browser:
         return await self.get("/me", **kwargs)
 
 
-def set_cookie(response: httpx.Response) -> dict[str, str] | None:
-    """The session cookie's Set-Cookie as ``{"value": ..., attribute: value}``, or None."""
+def set_cookie(response: httpx.Response, cookie: str = COOKIE) -> dict[str, str] | None:
+    """A cookie's Set-Cookie (the session cookie's by default) as
+    ``{"value": ..., attribute: value}``, or None."""
     found = None
     for header in response.headers.get_list("set-cookie"):
         name_value, *attributes = (part.strip() for part in header.split(";"))
         name, _, value = name_value.partition("=")
-        if name != COOKIE:
+        if name != cookie:
             continue
-        assert found is None, "the session cookie was set twice"
+        assert found is None, f"{cookie} was set twice"
         found = {"value": value}
         for attribute in attributes:
             key, _, attr_value = attribute.partition("=")

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from fastapi_corpauth import CorpAuth, StoreUnavailable
+from fastapi_corpauth._sealing import Sealer
 from fastapi_corpauth._sessions import SessionManager
 from fastapi_corpauth.redis import OutageGuard, RedisSessionStore
 from tests.redis_server import RedisServer, _free_port
@@ -159,7 +160,8 @@ async def test_sessions_read_as_signed_out_while_redis_is_down(
     own_redis_server: RedisServer,
 ) -> None:
     store = RedisSessionStore(own_redis_server.url, guard=OutageGuard(retry_interval=0.1))
-    manager = SessionManager(store=store, session_max_age=3600, state_max_age=600)
+    sealer = Sealer(secrets=["redis-down-test-secret-0123"], purpose="session")
+    manager = SessionManager(store=store, sealer=sealer, session_max_age=3600)
     try:
         own_redis_server.stop()
         assert await manager.load_user("some-session-id") is None

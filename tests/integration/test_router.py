@@ -28,10 +28,10 @@ from fastapi_corpauth._signing import CookieSigner
 from fastapi_corpauth._store import Record
 from tests.integration.router_support import (
     AUTHORIZE_URL,
-    COOKIE,
     KEY_1,
     KEY_2,
     LOGOUT_URL,
+    SIGNIN_COOKIE,
     Browser,
     Site,
     error_code,
@@ -130,28 +130,38 @@ async def test_each_login_gets_its_own_state(site: Site) -> None:
         ("https://localhost", True),
     ],
 )
-async def test_pre_login_cookie_flags(site: Site, base_url: str, secure: bool) -> None:
+async def test_login_keeps_the_sign_in_in_a_sealed_cookie(
+    site: Site, base_url: str, secure: bool
+) -> None:
     browser = await site.browser(base_url)
-    response = await browser.get("/auth/login")
-    cookie = set_cookie(response)
+    response = await browser.get("/auth/login?next=/accounts")
+    assert set_cookie(response) is None  # no session before signing in
+    cookie = set_cookie(response, SIGNIN_COOKIE)
     assert cookie is not None
     assert "httponly" in cookie
     assert cookie["samesite"].lower() == "lax"
     assert cookie["path"] == "/"
-    assert cookie["max-age"] == str(8 * 3600)
+    assert cookie["max-age"] == str(600 + 60)
     assert ("secure" in cookie) is secure
     assert "domain" not in cookie
-    redirect_uri = dict(parse_qsl(urlsplit(response.headers["location"]).query))["redirect_uri"]
-    assert redirect_uri == base_url + "/auth/callback"
+    params = dict(parse_qsl(urlsplit(response.headers["location"]).query))
+    assert params["redirect_uri"] == base_url + "/auth/callback"
+    # Sealed: neither the state nor the return address can be read from it.
+    assert params["state"] not in cookie["value"]
+    assert "accounts" not in cookie["value"]
+    store = site.corpauth.sessions.store
+    assert isinstance(store, MemorySessionStore) and len(store) == 0  # nothing kept
 
 
-async def test_second_login_keeps_the_browser_cookie(site: Site) -> None:
+async def test_the_five_newest_sign_ins_of_a_browser_stay_usable(site: Site) -> None:
     browser = await site.browser()
-    await browser.login()
-    first = browser.cookie
-    response = await browser.get("/auth/login")
-    assert set_cookie(response) is None
-    assert browser.cookie == first
+    states = [(await browser.login())["state"] for _ in range(6)]
+    assert len(browser.signin_cookie or "") < 3000
+    oldest = await browser.relay(token_fields(states[0], new_token(site)))
+    assert error_code(oldest) == "state_mismatch"
+    for state in states[1:]:
+        response = await browser.relay(token_fields(state, new_token(site)))
+        assert response.status_code == 303, response.text
 
 
 async def test_configured_redirect_uri_wins() -> None:
@@ -440,12 +450,19 @@ async def test_state_reused(site: Site) -> None:
     fields = token_fields(params["state"], new_token(site))
     assert (await browser.relay(fields)).status_code == 303
     signed_in = browser.cookie
+    # Back or reload by the browser that signed in: it is sent home, signed in as before.
     replay = await browser.relay(fields | {"access_token": new_token(site, "Someone Else")})
-    assert replay.status_code == 400
-    assert error_code(replay) == "state_reused"
+    assert replay.status_code == 303
+    assert replay.headers["location"] == "/"
     assert set_cookie(replay) is None
     assert browser.cookie == signed_in
     assert (await browser.me()).json()["name"] == "Nino Beridze"
+    # Anyone else replaying it is told so, and signed in as nobody.
+    other = await site.browser()
+    replay = await other.relay(fields | {"access_token": new_token(site, "Someone Else")})
+    assert replay.status_code == 400
+    assert error_code(replay) == "state_reused"
+    await assert_signed_out(other)
 
 
 async def test_state_expired(site: Site) -> None:
@@ -466,12 +483,12 @@ async def test_state_just_in_time(site: Site) -> None:
     assert (await browser.relay(token_fields(params["state"], new_token(site)))).status_code == 303
 
 
-async def test_state_long_gone_is_unknown(site: Site) -> None:
+async def test_a_state_long_gone_is_still_named_expired(site: Site) -> None:
     browser = await site.browser()
     params = await browser.login()
-    site.clock.advance(1201)
+    site.clock.advance(86_400)  # the state carries its own issue time
     response = await browser.relay(token_fields(params["state"], new_token(site)))
-    assert error_code(response) == "state_unknown"
+    assert error_code(response) == "state_expired"
 
 
 async def test_state_from_another_browser(site: Site) -> None:
@@ -487,9 +504,9 @@ async def test_state_from_another_browser(site: Site) -> None:
     assert error_code(response) == "state_mismatch"
     await assert_signed_out(attacker)
     await assert_signed_out(cookieless)
-    # A state seen from another browser is burned: it cannot be completed afterwards.
+    # Another browser cannot use up the victim's sign-in either: it still completes.
     response = await victim.relay(token_fields(first["state"], new_token(site)))
-    assert error_code(response) == "state_reused"
+    assert response.status_code == 303
 
 
 @pytest.mark.parametrize("order", [(0, 1), (1, 0)])
@@ -566,7 +583,7 @@ async def test_access_denied_after_a_valid_state(site: Site) -> None:
     assert error_code(response) == "authorization_denied"
     assert "cancelled at the bank" in response.text
     assert "<b>" not in response.text
-    assert 'href="http://localhost/auth/login"' in response.text
+    assert 'href="http://localhost/auth/login?next=%2F"' in response.text
     await assert_signed_out(browser)
 
 
@@ -685,17 +702,17 @@ def signer(*keys: str, salt: str = SESSION_SALT, clock: FakeClock | None = None)
 
 async def test_session_id_is_renewed_at_sign_in(site: Site) -> None:
     browser = await site.browser()
-    await browser.login()
-    pre_login = browser.cookie
-    assert pre_login is not None
+    await sign_in(site, browser)
+    first = browser.cookie
+    assert first is not None
     response = await browser.relay(token_fields((await browser.login())["state"], new_token(site)))
     cookie = set_cookie(response)
     assert cookie is not None
     assert "httponly" in cookie and cookie["samesite"].lower() == "lax"
-    assert browser.cookie != pre_login
+    assert browser.cookie != first
     check = signer(KEY_1, clock=site.clock)
-    assert check.unsign(pre_login) != check.unsign(browser.cookie or "")
-    await assert_signed_out(browser, cookie=pre_login)
+    assert check.unsign(first) != check.unsign(browser.cookie or "")
+    await assert_signed_out(browser, cookie=first)
     assert (await browser.me()).status_code == 200
 
 
@@ -709,12 +726,14 @@ async def test_signed_in_cookie_on_https_is_secure() -> None:
 
 async def test_fixated_cookie_is_useless_after_sign_in(site: Site) -> None:
     attacker, victim = await site.browser(), await site.browser()
-    await attacker.login()
+    await sign_in(site, attacker)
     planted = attacker.cookie
     victim.cookie = planted  # e.g. injected through a sibling subdomain
-    await sign_in(site, victim)
+    params = await victim.login()
+    await victim.relay(token_fields(params["state"], new_token(site, "Victim")))
     assert victim.cookie != planted
-    await assert_signed_out(attacker)
+    await assert_signed_out(attacker)  # the planted session was replaced, not shared
+    assert (await victim.me()).json()["name"] == "Victim"
 
 
 @pytest.mark.parametrize(
@@ -748,12 +767,11 @@ async def test_next_falls_back_to_post_login_url() -> None:
         assert response.headers["location"] == "/home"
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_logout_ends_the_session_server_side(site: Site, method: str) -> None:
+async def test_logout_ends_the_session_server_side(site: Site) -> None:
     browser = await site.browser()
     await sign_in(site, browser)
     old = browser.cookie
-    response = await browser.request(method, "/auth/logout")
+    response = await browser.post("/auth/logout")
     assert response.status_code == 303
     assert response.headers["location"] == "/"
     cleared = set_cookie(response)
@@ -769,7 +787,7 @@ async def test_logout_ends_the_session_server_side(site: Site, method: str) -> N
 )
 async def test_logout_next(site: Site, next_param: str, location: str) -> None:
     browser = await site.browser()
-    response = await browser.get("/auth/logout?" + urlencode({"next": next_param}))
+    response = await browser.post("/auth/logout?" + urlencode({"next": next_param}))
     assert response.headers["location"] == location
 
 
@@ -796,7 +814,7 @@ async def test_logout_at_provider(locale: str, next_param: str, expected: str) -
         browser = await site.browser()
         await sign_in(site, browser)
         old = browser.cookie
-        response = await browser.get("/auth/logout" + next_param)
+        response = await browser.post("/auth/logout" + next_param)
         assert response.status_code == 303
         assert response.headers["location"] == LOGOUT_URL + expected
         assert browser.cookie is None
@@ -879,13 +897,16 @@ async def test_session_max_age() -> None:
         await assert_signed_out(browser)
 
 
-async def test_expired_token_counts_as_signed_out(site: Site) -> None:
+async def test_an_expired_implicit_token_ends_the_session_for_api_calls(site: Site) -> None:
     browser = await site.browser()
     await sign_in(site, browser)
     site.clock.advance(299)
     assert (await browser.me()).status_code == 200
     site.clock.advance(1)
-    await assert_signed_out(browser)
+    response = await browser.me()
+    assert response.status_code == 401
+    assert response.json()["detail"]["code"] == "session_expired"
+    assert (await browser.get("/maybe")).json() == {"name": None}
 
 
 async def test_not_authenticated_answer(site: Site) -> None:
@@ -920,6 +941,9 @@ class _DownStore:
     async def set(self, key: str, record: Record, *, ttl: float) -> None:
         raise StoreUnavailable("down")
 
+    async def add(self, key: str, record: Record, *, ttl: float) -> bool:
+        raise StoreUnavailable("down")
+
     async def pop(self, key: str) -> dict[str, Any] | None:
         raise StoreUnavailable("down")
 
@@ -933,14 +957,13 @@ class _DownStore:
 async def test_store_down(caplog: pytest.LogCaptureFixture) -> None:
     async with open_site(session_store=_DownStore()) as site:
         browser = await site.browser()
-        response = await browser.get("/auth/login")
-        assert response.status_code == 503
+        params = await browser.login()  # nothing is stored for a sign-in in progress
+        await assert_signed_out(browser, cookie="whatever")
+        response = await browser.relay(token_fields(params["state"], new_token(site)))
+        assert response.status_code == 503  # single use cannot be guaranteed
         assert error_code(response) == "session_store_unavailable"
         assert set_cookie(response) is None
-        await assert_signed_out(browser, cookie="whatever")
-        response = await browser.relay({"state": "s", "access_token": "t"})
-        assert response.status_code == 503
-        assert (await browser.get("/auth/logout")).status_code == 303
+        assert (await browser.post("/auth/logout")).status_code == 303
 
 
 # --- hygiene, configuration, OpenAPI -----------------------------------------------------
@@ -1004,16 +1027,14 @@ def test_router_needs_a_session_secret() -> None:
         assert caught.value.variables == ("CORPAUTH_SESSION_SECRET",)
 
 
-async def test_openapi_lists_the_cookie_scheme_without_secrets(site: Site) -> None:
+async def test_openapi_has_no_cookie_to_type_in_and_no_secrets(site: Site) -> None:
     browser = await site.browser()
     response = await browser.get("/openapi.json")
     schema = response.json()
-    scheme = schema["components"]["securitySchemes"]["CorpAuthSession"]
-    assert scheme["type"] == "apiKey"
-    assert scheme["in"] == "cookie"
-    assert scheme["name"] == COOKIE
-    assert schema["paths"]["/me"]["get"]["security"] == [{"CorpAuthSession": []}]
-    assert schema["paths"]["/maybe"]["get"]["security"] == [{"CorpAuthSession": []}]
+    # The session cookie is HttpOnly and set by signing in: Swagger UI's Authorize has
+    # nothing to ask for; a signed-in browser sends it with "Try it out" by itself.
+    assert "security" not in schema["paths"]["/me"]["get"]
+    assert "CorpAuthSession" not in schema.get("components", {}).get("securitySchemes", {})
     assert "/auth/login" in schema["paths"]
     text = json.dumps(schema)
     for secret in (KEY_1, CLIENT_SECRET, json.dumps(CLIENT_SECRET)[1:-1]):
@@ -1110,9 +1131,11 @@ async def test_logout_skips_an_end_session_the_bank_does_not_have() -> None:
         site.bank.discovery = discovery
         browser = await site.browser()
         await sign_in(site, browser)
-        response = await browser.get("/auth/logout?next=/bye")
-        assert response.status_code == 303
-        assert response.headers["location"] == "/bye"
+        response = await browser.post("/auth/logout?next=/bye")
+        assert response.status_code == 200  # and it says so
+        assert "sign-in at the bank may still be active" in response.text
+        assert 'href="/bye"' in response.text
+        assert set_cookie(response) is not None
         await assert_signed_out(browser)
 
 

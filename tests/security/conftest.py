@@ -42,6 +42,7 @@ CLIENT_SECRET = "s3cr+t%2F:ü ok-Security-Suite"
 SESSION_KEY = "security-suite-signing-key-0123456789"
 OTHER_KEY = "security-suite-other-key-9876543210"
 COOKIE = "corpauth_session"
+SIGNIN_COOKIE = "corpauth_session_signin"
 
 #: Every error code a refusal of the router or a dependency may carry.
 KNOWN_CODES = frozenset(
@@ -64,6 +65,8 @@ KNOWN_CODES = frozenset(
         "verification_unavailable",
         "response_mode_mismatch",
         "token_endpoint_not_found",
+        "session_expired",
+        "cross_site_request",
     }
 )
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.security.conftest import APP, COOKIE, Browser, open_site
+from tests.security.conftest import APP, COOKIE, SIGNIN_COOKIE, Browser, open_site
 
 pytestmark = pytest.mark.anyio
 
@@ -76,11 +76,12 @@ class Recorder:
         self.responses.append(response)
 
 
-def session_cookie(response: httpx.Response) -> dict[str, str] | None:
+def session_cookie(response: httpx.Response, cookie: str = COOKIE) -> dict[str, str] | None:
+    """A cookie's Set-Cookie (the session cookie's by default) as a dict, or None."""
     for header in response.headers.get_list("set-cookie"):
         name_value, *attributes = (part.strip() for part in header.split(";"))
         name, _, value = name_value.partition("=")
-        if name == COOKIE:
+        if name == cookie:
             found = {"value": value}
             for attribute in attributes:
                 key, _, attr_value = attribute.partition("=")
@@ -103,7 +104,7 @@ async def test_every_router_response_is_hardened(overrides: dict[str, Any]) -> N
         await browser.post(
             "/auth/callback", content=b"\xff", headers={"content-type": "text/plain"}
         )
-        await browser.get("/auth/logout")
+        await browser.get("/auth/logout")  # the page with the button
         await browser.post("/auth/logout")
         checked = router_responses(recorder.responses)
         statuses = {r.status_code for r in checked}
@@ -136,15 +137,17 @@ async def test_cookie_flags(base: str, secure: bool) -> None:
         client = httpx.AsyncClient(transport=httpx.ASGITransport(app=site.app), base_url=base)
         async with client:
             login = await client.get("/auth/login")
-            cookie = session_cookie(login)
-            assert cookie is not None
-            assert "httponly" in cookie
-            assert cookie["samesite"].lower() == "lax"
-            assert cookie["path"] == "/"
-            assert "domain" not in cookie
-            assert cookie["max-age"] == str(8 * 3600)
-            assert ("secure" in cookie) is secure
-            logout = await client.get("/auth/logout")
+            assert session_cookie(login) is None  # nothing before signing in
+            pending = session_cookie(login, SIGNIN_COOKIE)
+            assert pending is not None
+            assert "httponly" in pending
+            assert pending["samesite"].lower() == "lax"
+            assert pending["path"] == "/"
+            assert "domain" not in pending
+            assert pending["max-age"] == str(600 + 60)  # the state's lifetime, and a minute
+            assert ("secure" in pending) is secure
+            client.cookies.set(COOKIE, "anything", domain=client.base_url.host)
+            logout = await client.post("/auth/logout")
             cleared = session_cookie(logout)
             assert cleared is not None
             assert cleared["max-age"] == "0" and cleared["value"] in ("", '""')
@@ -164,10 +167,12 @@ async def test_signed_in_cookie_flags() -> None:
 
 async def test_strict_samesite_and_forced_flags() -> None:
     async with open_site(cookie_samesite="strict", cookie_secure=True) as site:
-        client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=site.app), base_url="http://localhost"
-        )
-        async with client:
-            cookie = session_cookie(await client.get("/auth/login"))
-            assert cookie is not None
-            assert cookie["samesite"].lower() == "strict" and "secure" in cookie
+        browser = await site.browser()
+        outcome = await browser.sign_in()
+        cookie = session_cookie(outcome.final)
+        assert cookie is not None
+        assert cookie["samesite"].lower() == "strict" and "secure" in cookie
+        # The sign-in cookie stays Lax: it must come back with the bank's redirect.
+        pending = session_cookie(outcome.responses[0], SIGNIN_COOKIE)
+        assert pending is not None
+        assert pending["samesite"].lower() == "lax" and "secure" in pending

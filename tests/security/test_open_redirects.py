@@ -9,9 +9,10 @@ import re
 from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit
 
 import pytest
+from starlette.requests import Request
 
 from fastapi_corpauth._login_protocol import fingerprint
-from tests.security.conftest import APP, ISSUER, Site, open_site
+from tests.security.conftest import APP, ISSUER, SIGNIN_COOKIE, Browser, Site, open_site
 
 pytestmark = pytest.mark.anyio
 
@@ -119,10 +120,18 @@ def test_the_browser_model_sees_the_danger() -> None:
     assert len(leaving) >= 20
 
 
-async def stored_target(site: Site, state: str) -> str:
-    record = await site.corpauth.sessions.store.get("state:" + fingerprint(state))
-    assert record is not None
-    return str(record["next_url"])
+def pending_target(site: Site, browser: Browser, state: str) -> str:
+    """Where the sign-in in progress for ``state`` will land: from the browser's sealed
+    sign-in cookie, opened as the app opens it."""
+    cookie = browser.client.cookies.get(SIGNIN_COOKIE, domain="app.test")
+    sign_in_cookie = site.corpauth._sign_in_cookie
+    assert cookie is not None and sign_in_cookie is not None
+    request = Request(
+        {"type": "http", "headers": [(b"cookie", f"{SIGNIN_COOKIE}={cookie}".encode())]}
+    )
+    entries = sign_in_cookie.read(request)
+    (entry,) = [e for e in entries if e["state_fingerprint"] == fingerprint(state)]
+    return str(entry["next_url"])
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
@@ -134,17 +143,17 @@ async def test_login_next(site: Site, payload: str) -> None:
     assert outcome.location == quote(expected(payload), safe="/@")
     # What /login stored for the callback, for a sign-in still in flight:
     _, state = await browser.start("?" + urlencode({"next": payload}))
-    assert await stored_target(site, state) == expected(payload)
+    assert pending_target(site, browser, state) == expected(payload)
 
 
 @pytest.mark.parametrize("payload", PAYLOADS)
 async def test_logout_next(site: Site, payload: str) -> None:
     browser = await site.browser()
-    response = await browser.get("/auth/logout?" + urlencode({"next": payload}))
+    page = await browser.get("/auth/logout?" + urlencode({"next": payload}))
+    assert page.status_code == 200  # a button; the POST it sends decides the target
+    response = await browser.post("/auth/logout?" + urlencode({"next": payload}))
     assert response.status_code == 303
     assert_stays(response.headers["location"])
-    assert response.headers["location"] == quote(expected(payload), safe="/@")
-    response = await browser.post("/auth/logout?" + urlencode({"next": payload}))
     assert response.headers["location"] == quote(expected(payload), safe="/@")
 
 
@@ -152,7 +161,7 @@ async def test_logout_at_the_bank_keeps_the_target_on_site() -> None:
     async with open_site(logout_at_provider=True, post_logout_url="/bye") as site:
         browser = await site.browser()
         for payload in PAYLOADS:
-            response = await browser.get("/auth/logout?" + urlencode({"next": payload}))
+            response = await browser.post("/auth/logout?" + urlencode({"next": payload}))
             location = response.headers["location"]
             assert location.startswith(ISSUER + "/protocol/openid-connect/logout?")
             target = dict(parse_qsl(urlsplit(location).query))["post_logout_redirect_uri"]

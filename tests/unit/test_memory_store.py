@@ -125,26 +125,21 @@ def test_rejects_a_bound_below_one() -> None:
 
 async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
     """Completed sign-ins leave markers; they must not push out the sessions they made."""
+    from fastapi_corpauth._sealing import Sealer
     from fastapi_corpauth._sessions import SessionManager
+    from fastapi_corpauth._states import mint_state
     from fastapi_corpauth._token import Token
     from tests.support import FakeClock, verified_identity
 
     clock = FakeClock()
     store = MemorySessionStore(max_entries=200, clock=clock)
-    sessions = SessionManager(store=store, session_max_age=28800, state_max_age=600, clock=clock)
+    sealer = Sealer(secrets=["burst-test-secret-0123456789"], purpose="session")
+    sessions = SessionManager(store=store, sealer=sealer, session_max_age=28800, clock=clock)
     made = []
     for n in range(1000):
-        state = await sessions.begin_login(
-            browser_id=f"b{n}",
-            next_url="/",
-            redirect_uri="http://localhost/cb",
-            response_type="token",
-            response_mode="fragment",
-            code_verifier=None,
-            locale="en",
-        )
+        state = mint_state(b"k" * 32, now=clock())
         clock.advance(0.01)
-        await sessions.consume_state(state=state, browser_id=f"b{n}")
+        assert await sessions.claim_state(state, remember_for=600)
         now = clock()
         token = Token(
             access_token=f"t{n}",
@@ -152,9 +147,10 @@ async def test_a_burst_of_sign_ins_keeps_the_newest_sessions() -> None:
             issued_at=now,
             expires_at=now + 300,
         )
+        identity = verified_identity(f"c{n}")
         made.append(
             await sessions.create_session(
-                token=token, identity=verified_identity(f"c{n}"), replaces=f"b{n}"
+                token=token, identity=identity, flow="token", replaces=f"b{n}"
             )
         )
     assert len(store) <= 200

@@ -49,6 +49,8 @@ EXPECTED = {
     "VerificationUnavailable",
     "VerifiedBearerDependency",
     "VerifiedToken",
+    "UserApiClientDependency",
+    "SessionExpired",
     "__version__",
     "corpauth_exception_handler",
 }
