@@ -256,17 +256,26 @@ class OutageGuard:
         except _OUTAGE as exc:
             self._failed(exc)
             raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
+        except Exception as exc:
+            # redis-py's cluster client has failed with AttributeError and the like
+            # while its view of the nodes changes (first use under load, nodes
+            # replaced). To callers that is Redis failing, never a crash; the first
+            # one of an outage is logged with its traceback.
+            self._failed(exc, unexpected=True)
+            raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
         finally:
             if probe:
                 self._probing = False
         self._succeeded()
         return result
 
-    def _failed(self, exc: BaseException) -> None:
+    def _failed(self, exc: BaseException, *, unexpected: bool = False) -> None:
         now = self._clock()
         self._skip_until = now + self._retry_interval
         if self._down_since is None:
             self._down_since = now
+            if unexpected:
+                logger.error("unexpected error from the Redis client", exc_info=exc)
             logger.warning(
                 "Redis unavailable (%s); falling back to per-process tokens and "
                 "signed-out sessions, retrying every %.1fs",
