@@ -540,7 +540,11 @@ class RedisTarget:
         """Every key stored, sorted."""
         client = self.raw()
         try:
-            return sorted(k if isinstance(k, bytes) else k.encode() for k in client.keys("*"))
+            if isinstance(client, redis.RedisCluster):  # KEYS goes to one node by default
+                keys = client.keys("*", target_nodes=redis.RedisCluster.PRIMARIES)
+            else:
+                keys = client.keys("*")
+            return sorted(k if isinstance(k, bytes) else k.encode() for k in keys)
         finally:
             client.close()
 
