@@ -194,7 +194,6 @@ async def test_redirects_are_not_outages(
 
 async def test_token_and_lease_keys_share_a_slot_and_the_prefix() -> None:
 
-
     credentials = ClientCredentials(client_id="corp-app", client_secret=SecretStr(CLIENT_SECRET))
     cache = RedisTokenCache(
         "redis://127.0.0.1:1/0", token_url=TOKEN_URL, credentials=credentials, prefix="shop"
