@@ -3,7 +3,8 @@
     python bench/run.py [--quick] [--only 1,2,...]
 
 Measures: 1 per-request overhead, 2 sessions, 3 herd, 4 rollover, 5 revocation,
-6 workers with Redis, 7 Authlib and httpx-auth side by side (with 3-5), 8 memory.
+6 workers with Redis, 7 Authlib and httpx-auth side by side (with 3-5), 8 memory,
+9 Redis modes (one node, cluster, Sentinel) side by side.
 Ends with one Markdown table (measure, figure, baseline, ratio, target, result).
 Not part of the test suite; ``scripts/bench`` installs what it needs and runs it.
 """
@@ -21,7 +22,17 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import anchors, herd, memory, overhead, revocation, rollover, sessions, workers
+from bench import (
+    anchors,
+    herd,
+    memory,
+    overhead,
+    redis_modes,
+    revocation,
+    rollover,
+    sessions,
+    workers,
+)
 from bench.common import Profile, Report, markdown_table, wrk_available
 
 MEASURES = {
@@ -33,6 +44,7 @@ MEASURES = {
     6: "workers with Redis",
     7: "Authlib and httpx-auth side by side",
     8: "memory",
+    9: "Redis modes side by side",
 }
 
 
@@ -88,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
             )
-    steps += [(6, lambda: workers.run(profile, report)), (8, lambda: memory.run(profile, report))]
+    steps += [
+        (6, lambda: workers.run(profile, report)),
+        (8, lambda: memory.run(profile, report)),
+        (9, lambda: redis_modes.run(profile, report)),
+    ]
     for n, step in steps:
         if n not in only and n not in (3, 4, 5):
             continue

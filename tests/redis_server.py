@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import pytest
 import redis
 
 from fastapi_corpauth._redis import RedisLayer
@@ -37,6 +36,8 @@ def _free_port() -> int:
 
 def require_binary() -> str:
     """The redis-server path; skips the test (fails it under CI) when it is missing."""
+    import pytest  # here: bench/ uses this module too, without pytest installed
+
     path = shutil.which(BINARY)
     if path is None:
         message = "redis-server is not installed (./scripts/test installs Debian's package)"
