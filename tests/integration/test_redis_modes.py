@@ -202,3 +202,16 @@ async def test_sentinel_master_killed_the_store_recovers_by_itself(
         )
     finally:
         servers.heal()
+
+
+async def test_sentinel_mode_takes_the_masters_options_from_the_url(
+    redis_sentinel_servers: SentinelServers,
+) -> None:
+    """``CORPAUTH_REDIS_URL`` without a host: the database (and password, TLS) only."""
+    target = sentinel_target(redis_sentinel_servers)
+    corpauth = CorpAuth(settings(**target.settings(), redis_url="redis:///3"))
+    async with corpauth.lifespan():
+        await corpauth.sessions.store.set("session:x", {"v": 1}, ttl=60)
+    with redis_sentinel_servers.master().client() as client:
+        client.select(3)
+        assert client.keys("*") == [b"corpauth:session:x"]
