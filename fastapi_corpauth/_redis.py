@@ -257,10 +257,10 @@ class OutageGuard:
             self._failed(exc)
             raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
         except Exception as exc:
-            # redis-py's cluster client has failed with AttributeError and the like
-            # while its view of the nodes changes (first use under load, nodes
-            # replaced). To callers that is Redis failing, never a crash; the first
-            # one of an outage is logged with its traceback.
+            # redis-py's cluster client fails with AttributeError and the like while
+            # its view of the nodes changes under load (a failover, a cold start): to
+            # callers that is Redis failing, never a crash. The traceback is logged at
+            # DEBUG, with the first failure of an outage.
             self._failed(exc, unexpected=True)
             raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
         finally:
@@ -275,7 +275,7 @@ class OutageGuard:
         if self._down_since is None:
             self._down_since = now
             if unexpected:
-                logger.error("unexpected error from the Redis client", exc_info=exc)
+                logger.debug("unexpected error from the Redis client", exc_info=exc)
             logger.warning(
                 "Redis unavailable (%s); falling back to per-process tokens and "
                 "signed-out sessions, retrying every %.1fs",
