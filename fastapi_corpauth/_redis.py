@@ -38,6 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import (
     AskError,
     ClusterCrossSlotError,
+    MovedError,
     NoPermissionError,
     RedisClusterException,
     RedisError,
@@ -74,8 +75,8 @@ RedisClient: TypeAlias = aioredis.Redis | RedisCluster
 RedisMode = Literal["standalone", "cluster", "sentinel"]
 
 #: "Ask another node": a plain client talking to a cluster node. Redis is up; the
-#: configuration is wrong. (``MovedError`` is an ``AskError``.)
-_MISROUTED = (AskError, ClusterCrossSlotError)
+#: configuration is wrong. Older redis-py raises a plain ``ResponseError`` for these.
+_REDIRECTS = frozenset({"MOVED", "ASK", "CROSSSLOT"})
 #: Redis, or the part of a cluster holding the key, cannot serve now: down, slow,
 #: loading, read-only after a failover, ``CLUSTERDOWN``, ``TRYAGAIN``, no master known.
 _OUTAGE = (RedisError, RedisClusterException, OSError, TimeoutError)
@@ -250,10 +251,11 @@ class OutageGuard:
         try:
             async with asyncio.timeout(limit):
                 result = await operation()
-        except _MISROUTED as exc:
-            self._misrouted(exc)
-            raise StoreUnavailable(f"Redis redirected the command ({type(exc).__name__})") from exc
         except _OUTAGE as exc:
+            redirect = _redirect(exc)
+            if redirect is not None:
+                self._misrouted(redirect)
+                raise StoreUnavailable(f"Redis redirected the command ({redirect})") from exc
             self._failed(exc)
             raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
         except Exception as exc:
@@ -283,13 +285,13 @@ class OutageGuard:
                 self._retry_interval,
             )
 
-    def _misrouted(self, exc: BaseException) -> None:
+    def _misrouted(self, redirect: str) -> None:
         if not self._misrouted_logged:
             self._misrouted_logged = True
             logger.error(
                 "Redis redirected a command to another node (%s): it is a Redis Cluster, "
                 "which needs CORPAUTH_REDIS_MODE=cluster (or a RedisCluster client)",
-                type(exc).__name__,
+                redirect,
             )
 
     def _succeeded(self) -> None:
@@ -490,6 +492,20 @@ class RedisTokenCache(_RedisUser):
         except (ValueError, TypeError, KeyError, AttributeError):
             return None
         return token if token_fingerprint(token) == data["fp"] else None
+
+
+def _redirect(exc: BaseException) -> str | None:
+    """``MOVED``, ``ASK`` or ``CROSSSLOT`` if Redis answered with one, else None."""
+    if isinstance(exc, MovedError):  # before AskError: a MovedError is one
+        return "MOVED"
+    if isinstance(exc, AskError):
+        return "ASK"
+    if isinstance(exc, ClusterCrossSlotError):
+        return "CROSSSLOT"
+    if isinstance(exc, ResponseError) and exc.args and isinstance(exc.args[0], str):
+        word = exc.args[0].split(" ", 1)[0]
+        return word if word in _REDIRECTS else None
+    return None
 
 
 def _milliseconds(seconds: float) -> int:

@@ -30,8 +30,6 @@ from tests.support import settings
 
 pytestmark = pytest.mark.anyio
 
-PASSWORD = "hunter2-in-the-url"
-
 
 async def start(**overrides: Any) -> None:
     """Run a CorpAuth lifespan with these settings to its start and back."""
@@ -43,14 +41,13 @@ async def start(**overrides: Any) -> None:
 async def test_standalone_mode_on_a_cluster_node_fails_at_start(
     redis_cluster_servers: RedisClusterServers,
 ) -> None:
-    node = redis_cluster_servers.nodes[4]
-    url = f"redis://:{PASSWORD}@127.0.0.1:{node.port}/0"
+    url = redis_cluster_servers.urls()[4]
     CorpAuth(settings(redis_url=url))  # no I/O before the lifespan
     with pytest.raises(ConfigurationError) as info:
         await start(redis_url=url)
     assert info.value.variables == ("CORPAUTH_REDIS_MODE", "CORPAUTH_REDIS_URL")
     assert "CORPAUTH_REDIS_MODE=cluster" in str(info.value)
-    assert PASSWORD not in str(info.value)
+    assert str(redis_cluster_servers.nodes[4].port) not in str(info.value)  # no URL shown
 
 
 async def test_cluster_mode_on_a_plain_server_fails_at_start(redis_url: str) -> None:
@@ -122,7 +119,7 @@ async def test_a_plain_client_on_a_cluster_node_is_misrouted_not_down(
                 await store.set(f"session:{i}", {"n": i}, ttl=60)
                 outcomes.append("stored")
             except StoreUnavailable as exc:
-                assert "MovedError" in str(exc)
+                assert "(MOVED)" in str(exc)
                 outcomes.append("moved")
         assert {"stored", "moved"} == set(outcomes)  # this node's slots work, others not
         assert store.guard.down is False  # never skipped as if Redis were down

@@ -17,6 +17,7 @@ from redis.exceptions import (
     MasterDownError,
     MovedError,
     ReadOnlyError,
+    ResponseError,
     SlotNotCoveredError,
     TryAgainError,
 )
@@ -174,7 +175,13 @@ async def test_failover_errors_are_outages(error: Exception) -> None:
 
 
 @pytest.mark.parametrize(
-    "error", [MovedError("3999 127.0.0.1:7001"), AskError("3999 127.0.0.1:7001")]
+    "error",
+    [
+        MovedError("3999 127.0.0.1:7001"),
+        AskError("3999 127.0.0.1:7001"),
+        ResponseError("MOVED 3999 127.0.0.1:7001"),  # as older redis-py raises it
+    ],
+    ids=["MovedError", "AskError", "ResponseError-MOVED"],
 )
 async def test_redirects_are_not_outages(
     error: Exception, caplog: pytest.LogCaptureFixture
