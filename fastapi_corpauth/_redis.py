@@ -193,6 +193,23 @@ def _sentinel_clients(
     return sentinel, client
 
 
+async def close_client(client: RedisClient) -> None:
+    """Close ``client`` and every connection it opened.
+
+    ``RedisCluster.aclose`` does nothing while the client waits to read the slot map
+    again (after a node failed), though the other nodes' connections are still open,
+    so for a cluster every node is disconnected here too.
+    """
+    await client.aclose()
+    if isinstance(client, RedisCluster):
+        manager = client.nodes_manager
+        for node in (*manager.nodes_cache.values(), *manager.startup_nodes.values()):
+            try:
+                await node.disconnect()
+            except _OUTAGE:  # a connection that failed is closed all the same
+                pass
+
+
 def _url_options(url: str) -> dict[str, Any]:
     try:
         return dict(parse_url(url))
@@ -622,7 +639,7 @@ class RedisLayer:
             raise
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await close_client(self.client)
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()

@@ -483,6 +483,12 @@ def redis_sentinel() -> Iterator[SentinelServers]:
         yield servers
 
 
+#: Redis command timeout for tests about behaviour, not about timeouts: generous, so
+#: that a loaded machine (the cluster and Sentinel clients do more work per command
+#: than the one-server client) does not turn a test into an outage.
+BEHAVIOUR_TIMEOUT = 2.0
+
+
 @dataclass(frozen=True)
 class RedisTarget:
     """One Redis deployment as the settings name it: a mode and the ways in.
@@ -513,7 +519,7 @@ class RedisTarget:
         return {f"CORPAUTH_{k.upper()}": str(v) for k, v in self.settings(entry).items()}
 
     def layer(
-        self, *, entry: int = 0, prefix: str = "corpauth", timeout: float = 0.5
+        self, *, entry: int = 0, prefix: str = "corpauth", timeout: float = BEHAVIOUR_TIMEOUT
     ) -> RedisLayer:
         """A ``RedisLayer`` (client and guard), as ``CorpAuth`` builds it from settings."""
         return RedisLayer(
@@ -527,7 +533,11 @@ class RedisTarget:
 
     @asynccontextmanager
     async def open(
-        self, *, entry: int = 0, prefix: str = "corpauth", command_timeout: float = 0.5
+        self,
+        *,
+        entry: int = 0,
+        prefix: str = "corpauth",
+        command_timeout: float = BEHAVIOUR_TIMEOUT,
     ) -> AsyncIterator[RedisLayer]:
         """A started ``RedisLayer``, closed afterwards: what ``CorpAuth``'s lifespan does."""
         layer = self.layer(entry=entry, prefix=prefix, timeout=command_timeout)

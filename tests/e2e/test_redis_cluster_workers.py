@@ -63,7 +63,9 @@ def cluster_workers(shared_redis_cluster: RedisClusterServers) -> Iterator[Worke
             base = f"http://127.0.0.1:{port}"
             args = ["-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1"]
             args += ["--port", str(port), "--no-access-log"]
-            env = app_env(idp, None) | target.env(entry)
+            # A 1 s Redis timeout, not app_env's 0.25 s: on a loaded machine a cluster
+            # command can take longer, and this module is about failover, not timeouts.
+            env = app_env(idp, None) | target.env(entry) | {"CORPAUTH_REDIS_TIMEOUT": "1.0"}
             logs.append(stack.enter_context(running(args, ready_url=base + "/", env=env)))
             bases.append(base)
         yield Workers(idp, bases, logs)

@@ -24,7 +24,7 @@ from redis.crc import key_slot
 from fastapi_corpauth import CachePolicy, ClientCredentials, Token, TokenService
 from fastapi_corpauth._redis import RedisLayer
 from fastapi_corpauth.redis import OutageGuard, RedisTokenCache, SharedTokenCache
-from tests.redis_server import RedisServer, RedisTarget, standalone_target
+from tests.redis_server import BEHAVIOUR_TIMEOUT, RedisServer, RedisTarget, standalone_target
 from tests.support import CLIENT_SECRET, TOKEN_URL, FakeClock, TokenEndpoint
 
 pytestmark = pytest.mark.anyio
@@ -36,8 +36,16 @@ POLICY = CachePolicy(leeway=30, refresh_window=60)  # 300 s tokens: refresh at 2
 class Deployment:
     """Several token services ("processes") on one Redis and one token endpoint."""
 
-    def __init__(self, target: RedisTarget, endpoint: TokenEndpoint, clock: FakeClock) -> None:
+    def __init__(
+        self,
+        target: RedisTarget,
+        endpoint: TokenEndpoint,
+        clock: FakeClock,
+        *,
+        redis_timeout: float = BEHAVIOUR_TIMEOUT,
+    ) -> None:
         self.target = target
+        self.redis_timeout = redis_timeout
         self.endpoint = endpoint
         self.clock = clock
         self.services: list[TokenService] = []
@@ -50,7 +58,7 @@ class Deployment:
     ) -> list[TokenService]:
         added = []
         for _ in range(n):
-            layer = self.target.layer(entry=len(self._layers), timeout=0.3)
+            layer = self.target.layer(entry=len(self._layers), timeout=self.redis_timeout)
             self._layers.append(layer)
             await layer.start()
             client = httpx.AsyncClient(transport=self.endpoint.transport())
@@ -58,7 +66,7 @@ class Deployment:
                 layer.client,
                 token_url=TOKEN_URL,
                 credentials=credentials,
-                timeout=0.3,
+                timeout=self.redis_timeout,
                 guard=OutageGuard(retry_interval=0.2),
             )
             service = TokenService(
@@ -272,7 +280,12 @@ async def test_redis_down_falls_back_to_local_single_flight_then_shares_again(
     own_redis_server: RedisServer, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="fastapi_corpauth")
-    deployment = Deployment(standalone_target(own_redis_server), TokenEndpoint(latency=0.05), clock)
+    deployment = Deployment(
+        standalone_target(own_redis_server),
+        TokenEndpoint(latency=0.05),
+        clock,
+        redis_timeout=0.3,
+    )
     try:
         await deployment.add(4)
         own_redis_server.stop()
@@ -305,7 +318,12 @@ async def test_redis_down_falls_back_to_local_single_flight_then_shares_again(
 async def test_slow_redis_does_not_hold_up_token_fetching(
     own_redis_server: RedisServer, clock: FakeClock
 ) -> None:
-    deployment = Deployment(standalone_target(own_redis_server), TokenEndpoint(latency=0.05), clock)
+    deployment = Deployment(
+        standalone_target(own_redis_server),
+        TokenEndpoint(latency=0.05),
+        clock,
+        redis_timeout=0.3,
+    )
     try:
         await deployment.add(2)
         with own_redis_server.paused():
