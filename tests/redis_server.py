@@ -296,6 +296,15 @@ class RedisClusterServers:
                     return False
         return masters == 3
 
+    def masters(self) -> list[RedisServer]:
+        """The nodes that are masters now (a failover swaps a master and its replica)."""
+        masters = []
+        for node in self.nodes:
+            with node.client() as client:
+                if client.info("replication")["role"] == "master":
+                    masters.append(node)
+        return masters
+
     def master_for(self, key: str) -> RedisServer:
         """The node that holds ``key``'s slot now."""
         with self.nodes[0].client() as client:

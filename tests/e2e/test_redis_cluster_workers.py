@@ -13,8 +13,9 @@ import math
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,7 +58,7 @@ def cluster_workers(shared_redis_cluster: RedisClusterServers) -> Iterator[Worke
     shared_redis_cluster.heal()
     with ExitStack() as stack:
         idp = stack.enter_context(devserver())
-        bases, logs = [], []
+        bases, starting = [], []
         for entry in ENTRIES:
             port = free_port()
             base = f"http://127.0.0.1:{port}"
@@ -66,9 +67,20 @@ def cluster_workers(shared_redis_cluster: RedisClusterServers) -> Iterator[Worke
             # A 1 s Redis timeout, not app_env's 0.25 s: on a loaded machine a cluster
             # command can take longer, and this module is about failover, not timeouts.
             env = app_env(idp, None) | target.env(entry) | {"CORPAUTH_REDIS_TIMEOUT": "1.0"}
-            logs.append(stack.enter_context(running(args, ready_url=base + "/", env=env)))
+            starting.append(running(args, ready_url=base + "/", env=env))
             bases.append(base)
+        logs = enter_all(stack, starting)
         yield Workers(idp, bases, logs)
+
+
+def enter_all(stack: ExitStack, managers: Sequence[AbstractContextManager[Path]]) -> list[Path]:
+    """Enter the managers at once (the workers start in parallel); ``stack`` exits them."""
+    with ThreadPoolExecutor(len(managers)) as pool:
+        entered = [pool.submit(manager.__enter__) for manager in managers]
+    for manager, future in zip(managers, entered, strict=True):
+        if future.exception() is None:
+            stack.push(manager)
+    return [future.result() for future in entered]  # raises if any failed to start
 
 
 @pytest.fixture

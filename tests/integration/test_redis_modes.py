@@ -111,7 +111,8 @@ async def test_a_plain_client_on_a_cluster_node_is_misrouted_not_down(
     redis_cluster_servers: RedisClusterServers, caplog: pytest.LogCaptureFixture
 ) -> None:
     """What the issue saw: MOVED is "ask another node", not "Redis is down"."""
-    store = RedisSessionStore(redis_cluster_servers.url)  # a URL: one-server client
+    master = redis_cluster_servers.masters()[0]
+    store = RedisSessionStore(f"redis://127.0.0.1:{master.port}/0")  # a one-server client
     try:
         outcomes = []
         for i in range(30):
