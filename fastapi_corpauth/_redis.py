@@ -193,7 +193,7 @@ def _sentinel_clients(
     return sentinel, client
 
 
-async def close_client(client: RedisClient) -> None:
+async def _close_client(client: RedisClient) -> None:
     """Close ``client`` and every connection it opened.
 
     ``RedisCluster.aclose`` does nothing while the client waits to read the slot map
@@ -352,7 +352,7 @@ class _RedisUser:
     async def aclose(self) -> None:
         """Close the client if it was built here from a URL (a passed-in one stays open)."""
         if self._owns_client:
-            await self._redis.aclose()
+            await _close_client(self._redis)
 
 
 class RedisSessionStore(_RedisUser):
@@ -639,7 +639,7 @@ class RedisLayer:
             raise
 
     async def aclose(self) -> None:
-        await close_client(self.client)
+        await _close_client(self.client)
         if self._sentinel is not None:
             for sentinel in self._sentinel.sentinels:
                 await sentinel.aclose()

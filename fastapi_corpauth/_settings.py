@@ -277,13 +277,14 @@ class CorpAuthSettings(BaseSettings):
 
 def _sentinel_address(item: str) -> tuple[str, int]:
     """``host:port`` (``[v6]:port``; the port defaults to Sentinel's 26379) as a pair."""
+    problem = ValueError("each Sentinel must be host:port, separated by commas")
     try:
         parts = urlsplit("//" + item.strip())
         host, port = parts.hostname, parts.port
     except ValueError:
-        host = port = None
+        raise problem from None
     if not host or parts.path or parts.query or parts.fragment or parts.username is not None:
-        raise ValueError("each Sentinel must be host:port, separated by commas")
+        raise problem
     return host, port if port is not None else 26379
 
 
