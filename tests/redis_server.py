@@ -34,6 +34,15 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports: all held open while chosen, so none twice."""
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
 def require_binary() -> str:
     """The redis-server path; skips the test (fails it under CI) when it is missing."""
     import pytest  # here: bench/ uses this module too, without pytest installed
@@ -120,7 +129,9 @@ class RedisServer:
                 raise RuntimeError(f"redis-server exited with code {self.process.returncode}")
             try:
                 with self.client() as client:
-                    client.ping()
+                    pid = int(client.info("server")["process_id"])
+                if pid != self.process.pid:  # another program took the port meanwhile
+                    raise RuntimeError(f"port {self.port} is answered by another server")
                 return
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
@@ -224,9 +235,11 @@ class RedisClusterServers:
     """
 
     def __init__(self, binary: str) -> None:
+        ports = _free_ports(12)
         self.nodes = [
             RedisServer(
                 binary,
+                ports[i],
                 args=[
                     "--cluster-enabled",
                     "yes",
@@ -235,10 +248,10 @@ class RedisClusterServers:
                     "--cluster-node-timeout",
                     str(NODE_TIMEOUT_MS),
                     "--cluster-port",
-                    str(_free_port()),
+                    str(ports[6 + i]),
                 ],
             )
-            for _ in range(6)
+            for i in range(6)
         ]
         self.killed: list[RedisServer] = []
 
@@ -347,10 +360,11 @@ class SentinelServers:
 
     def __init__(self, binary: str) -> None:
         self.binary = binary
-        first = RedisServer(binary)
+        ports = _free_ports(5)
+        first = RedisServer(binary, ports[0])
         self.servers = [
             first,
-            RedisServer(binary, args=["--replicaof", "127.0.0.1", str(first.port)]),
+            RedisServer(binary, ports[1], args=["--replicaof", "127.0.0.1", str(first.port)]),
         ]
         config = (
             "bind 127.0.0.1\n"
@@ -358,7 +372,7 @@ class SentinelServers:
             f"sentinel down-after-milliseconds {self.SERVICE} {NODE_TIMEOUT_MS}\n"
             f"sentinel failover-timeout {self.SERVICE} 5000\n"
         )
-        self.sentinels = [RedisServer(binary, sentinel_config=config) for _ in range(3)]
+        self.sentinels = [RedisServer(binary, port, sentinel_config=config) for port in ports[2:]]
         self.killed: list[RedisServer] = []
 
     @property
