@@ -4,7 +4,7 @@
 
 Measures: 1 per-request overhead, 2 sessions, 3 herd, 4 rollover, 5 revocation,
 6 workers with Redis, 7 Authlib and httpx-auth side by side (with 3-5), 8 memory,
-9 token verification.
+9 token verification, 10 Redis modes (one node, cluster, Sentinel) side by side.
 Ends with one Markdown table (measure, figure, baseline, ratio, target, result).
 Not part of the test suite; ``scripts/bench`` installs what it needs and runs it.
 """
@@ -27,6 +27,7 @@ from bench import (
     herd,
     memory,
     overhead,
+    redis_modes,
     revocation,
     rollover,
     sessions,
@@ -45,6 +46,7 @@ MEASURES = {
     7: "Authlib and httpx-auth side by side",
     8: "memory",
     9: "token verification",
+    10: "Redis modes side by side",
 }
 
 
@@ -104,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         (6, lambda: workers.run(profile, report)),
         (8, lambda: memory.run(profile, report)),
         (9, lambda: verification.run(profile, report)),
+        (10, lambda: redis_modes.run(profile, report)),
     ]
     for n, step in steps:
         if n not in only and n not in (3, 4, 5):

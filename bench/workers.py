@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 
 import httpx
 
@@ -121,12 +122,22 @@ def scenario(
     *,
     lifetime: float,
     lifetimes: float,
+    worker_env: Callable[[int], Mapping[str, str]] | None = None,
+    label: str | None = None,
 ) -> tuple[int, int, int]:
-    """(token requests, rollovers per worker, failed requests) for one deployment."""
+    """(token requests, rollovers per worker, failed requests) for one deployment.
+
+    ``worker_env(i)`` adds variables for worker ``i`` (another Redis mode, another node).
+    """
     env = dev.corpauth_env()
     if redis_url is not None:
         env["CORPAUTH_REDIS_URL"] = redis_url
-    workers = [start_uvicorn(started, "bench.apps:plugin_app", env=env) for _ in range(WORKERS)]
+    workers = [
+        start_uvicorn(
+            started, "bench.apps:plugin_app", env={**env, **(worker_env(i) if worker_env else {})}
+        )
+        for i in range(WORKERS)
+    ]
     urls = [w.url for w in workers]
     before, _ = asyncio.run(load(urls, seconds=0.5, rate=40))  # cold start: not counted
     dev.reset()
@@ -140,8 +151,9 @@ def scenario(
         proc = next(p for p in started if p.pid == w.pid)
         proc.stop()
         started.remove(proc)
+    label = label or ("with Redis" if redis_url else "no Redis")
     print(
-        f"  {'with Redis' if redis_url else 'no Redis':10}: {token_requests} token requests, "
+        f"  {label:10}: {token_requests} token requests, "
         f"new tokens per worker {new_tokens}, {failures} failed requests"
     )
     return token_requests, max(new_tokens), failures

@@ -193,6 +193,8 @@ class CorpAuth:
             write=settings.read_timeout,
             pool=settings.connect_timeout,
         )
+        if self._redis is not None:
+            await self._redis.start()  # a misconfigured Redis fails here, not at first use
         async with httpx.AsyncClient(
             transport=self._transport, timeout=timeout, trust_env=False
         ) as auth_http:
@@ -407,27 +409,30 @@ class CorpAuth:
 
 
 def _redis_layer(settings: CorpAuthSettings) -> RedisLayer | None:
-    """The Redis layer for ``CORPAUTH_REDIS_URL``, or None when it is not set."""
-    if settings.redis_url is None:
+    """The Redis layer the ``CORPAUTH_REDIS_*`` settings name, or None without Redis."""
+    if settings.redis_url is None and settings.redis_mode != "sentinel":
         return None
     try:
         from ._redis import RedisLayer
     except ImportError as exc:
+        variable = "CORPAUTH_REDIS_URL" if settings.redis_url else "CORPAUTH_REDIS_MODE"
         raise ConfigurationError(
-            "CORPAUTH_REDIS_URL needs redis-py: pip install 'fastapi-corpauth[redis]'",
-            variables=("CORPAUTH_REDIS_URL",),
+            f"{variable} needs redis-py: pip install 'fastapi-corpauth[redis]'",
+            variables=(variable,),
         ) from exc
-    try:
-        return RedisLayer(
-            settings.redis_url.get_secret_value(),
-            prefix=settings.redis_prefix,
-            timeout=settings.redis_timeout,
-        )
-    except ValueError:
-        raise ConfigurationError(
-            "invalid fastapi-corpauth settings: CORPAUTH_REDIS_URL is not a valid Redis URL",
-            variables=("CORPAUTH_REDIS_URL",),
-        ) from None
+    return RedisLayer(
+        mode=settings.redis_mode,
+        url=settings.redis_url.get_secret_value() if settings.redis_url else None,
+        sentinels=settings.redis_sentinels,
+        service=settings.redis_service,
+        sentinel_password=(
+            settings.redis_sentinel_password.get_secret_value()
+            if settings.redis_sentinel_password
+            else None
+        ),
+        prefix=settings.redis_prefix,
+        timeout=settings.redis_timeout,
+    )
 
 
 class BearerTokenDependency:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._config import (
@@ -236,8 +236,13 @@ class CorpAuthSettings(BaseSettings):
     )
 
     # Several workers: Redis shares the token and the sessions (the ``redis`` extra)
+    redis_mode: Literal["standalone", "cluster", "sentinel"] = Field(
+        default="standalone",
+        description="One Redis server, a Redis Cluster, or a master found through Sentinel.",
+    )
     redis_url: SecretStr | None = Field(
         default=None,
+        validate_default=True,
         description="redis://, rediss:// or unix:// URL; shares tokens and sessions. Masked.",
     )
     redis_prefix: str = Field(
@@ -251,6 +256,23 @@ class CorpAuthSettings(BaseSettings):
         gt=0,
         le=30,
         description="Seconds a Redis command may take before Redis counts as down.",
+    )
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = Field(
+        default=(),
+        validate_default=True,
+        description="Sentinel mode: host:port of each Sentinel, comma-separated.",
+    )
+    redis_service: str | None = Field(
+        default=None,
+        validate_default=True,
+        max_length=200,
+        pattern=r"^[^\s]+$",
+        description="Sentinel mode: the name the Sentinels monitor the master under.",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="Sentinel mode: the Sentinels' own password, if they require one. Masked.",
     )
 
     def __init__(self, **values: Any) -> None:
@@ -359,6 +381,49 @@ class CorpAuthSettings(BaseSettings):
         if urlsplit(raw.strip()).scheme not in ("redis", "rediss", "unix"):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
         return SecretStr(raw.strip())
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_for_mode(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        mode = info.data.get("redis_mode")
+        if mode == "cluster" and value is None:
+            raise ValueError("is required when CORPAUTH_REDIS_MODE is cluster (any node)")
+        if mode in ("cluster", "sentinel") and value is not None:
+            if urlsplit(value.get_secret_value()).scheme == "unix":
+                raise ValueError(f"must be a redis:// or rediss:// URL in {mode} mode")
+        return value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _split_sentinels(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [item for item in value.split(",") if item.strip()]
+        if isinstance(value, list | tuple):
+            return tuple(
+                _sentinel_address(item) if isinstance(item, str) else item for item in value
+            )
+        return value
+
+    @field_validator("redis_sentinels")
+    @classmethod
+    def _sentinels_for_mode(
+        cls, value: tuple[tuple[str, int], ...], info: ValidationInfo
+    ) -> tuple[tuple[str, int], ...]:
+        _only_in_sentinel_mode(bool(value), info)
+        if any(not host or not 0 < port < 65536 for host, port in value):
+            raise ValueError("each Sentinel must be host:port with a port from 1 to 65535")
+        return value
+
+    @field_validator("redis_service", mode="before")
+    @classmethod
+    def _blank_service(cls, value: Any) -> Any:
+        return value.strip() or None if isinstance(value, str) else value
+
+    @field_validator("redis_service", "redis_sentinel_password")
+    @classmethod
+    def _service_for_mode(cls, value: Any, info: ValidationInfo) -> Any:
+        _only_in_sentinel_mode(value is not None, info, required=info.field_name == "redis_service")
+        return value
 
     @field_validator("client_secret")
     @classmethod
@@ -489,6 +554,27 @@ def _warn_about_unknown_variables(
         hint = f"; did you mean {close[0]}?" if close else ""
         described.append(f"{name} ({origin}{hint})")
     logger.warning("ignoring unknown fastapi-corpauth settings: %s", ", ".join(described))
+
+
+def _sentinel_address(item: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port``; the port defaults to Sentinel's 26379) as a pair."""
+    problem = ValueError("each Sentinel must be host:port, separated by commas")
+    try:
+        parts = urlsplit("//" + item.strip())
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        raise problem from None
+    if not host or parts.path or parts.query or parts.fragment or parts.username is not None:
+        raise problem
+    return host, port if port is not None else 26379
+
+
+def _only_in_sentinel_mode(given: bool, info: ValidationInfo, *, required: bool = True) -> None:
+    sentinel = info.data.get("redis_mode") == "sentinel"
+    if sentinel and required and not given:
+        raise ValueError("is required when CORPAUTH_REDIS_MODE is sentinel")
+    if given and not sentinel and "redis_mode" in info.data:
+        raise ValueError("is only used when CORPAUTH_REDIS_MODE is sentinel")
 
 
 def _configuration_error(exc: ValidationError) -> ConfigurationError:
