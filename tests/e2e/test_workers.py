@@ -65,7 +65,9 @@ def app_env(idp: str, redis_url: str | None) -> dict[str, str]:
         "CORPAUTH_SESSION_SECRET": SESSION_SECRET,
         "CORPAUTH_TOKEN_LEEWAY": "0.5",
         "CORPAUTH_TOKEN_REFRESH_WINDOW": "0.5",
-        "CORPAUTH_REDIS_TIMEOUT": "0.25",
+        # Generous: a loaded machine must not look like a Redis outage. A stopped Redis
+        # refuses connections at once, so the outage test does not wait for it.
+        "CORPAUTH_REDIS_TIMEOUT": "2.0",
     }
     if redis_url is not None:
         env["CORPAUTH_REDIS_URL"] = redis_url
