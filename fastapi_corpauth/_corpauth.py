@@ -490,6 +490,13 @@ def _private(response: Response) -> None:
     response.headers.update(PRIVATE_HEADERS)
 
 
+def _private_exception(exc: CorpAuthError) -> HTTPException:
+    """``http_exception`` for an answer about a browser's session: not cached, per cookie."""
+    error = http_exception(exc)
+    error.headers = {**(error.headers or {}), **PRIVATE_HEADERS}
+    return error
+
+
 def _page_view(request: Request) -> bool:
     """A top-level page the browser navigates to (not a fetch, XHR or form POST)."""
     if request.method != "GET" or "text/html" not in request.headers.get("accept", ""):
@@ -525,9 +532,9 @@ class _SessionDependency:
         except SessionExpired as exc:
             if page_view and corpauth.settings.login_redirect:
                 _redirect_to_login(request)
-            raise http_exception(exc) from exc
+            raise _private_exception(exc) from exc
         except CorpAuthError as exc:
-            raise http_exception(exc) from exc
+            raise _private_exception(exc) from exc
         if isinstance(outcome, RenewSilently):
             target = login_url(request, request_path(request))
             if target is not None and corpauth.settings.silent_renewal:
@@ -536,7 +543,7 @@ class _SessionDependency:
                     headers={"Location": target + "&prompt=none", **PRIVATE_HEADERS},
                 )
             if outcome.user.token.is_expired(corpauth.clock()):
-                raise http_exception(SessionExpired("the session's token expired"))
+                raise _private_exception(SessionExpired("the session's token expired"))
             return outcome.user
         return outcome
 
@@ -566,7 +573,7 @@ class CurrentUserDependency(_SessionDependency):
             return user
         if self._corpauth.settings.login_redirect and _page_view(request):
             _redirect_to_login(request)
-        raise http_exception(NotAuthenticated("sign in with the bank first"))
+        raise _private_exception(NotAuthenticated("sign in with the bank first"))
 
 
 class OptionalUserDependency(_SessionDependency):

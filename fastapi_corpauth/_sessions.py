@@ -27,7 +27,7 @@ from ._store import SessionStore, StoreUnavailable
 from ._token import Token
 from ._verification import VerifiedToken
 
-__all__ = ["SessionManager", "SignedInUser", "StoredSession"]
+__all__ = ["SessionManager", "SignedInUser", "StoredSession", "usable_until"]
 
 logger = logging.getLogger("fastapi_corpauth.session")
 _T = TypeVar("_T")
@@ -44,6 +44,8 @@ PROFILE_CLAIMS = (
 )
 #: Seconds a used state is remembered at least, to name a quick replay "reused".
 USED_STATE_MEMORY = 60.0
+#: Seconds an ended session is remembered, to answer "session expired" rather than none.
+ENDED_SESSION_MEMORY = 300.0
 _RECORD_VERSION = 2
 
 
@@ -230,25 +232,19 @@ class SessionManager:
         return renewed
 
     async def save(self, stored: StoredSession) -> None:
-        """Write ``stored`` for as long as it can be used.
-
-        A code-flow session lives while its refresh token does (or its access token,
-        without one); an implicit one until its end, because the bank's SSO session can
-        renew it. Neither outlives ``session_max_age`` from the sign-in.
+        """Write ``stored`` for as long as it can be used (``usable_until``).
 
         Raises:
             StoreUnavailable: the store is down.
         """
         now = self._clock()
-        user = stored.user
-        usable_until = user.session_ends_at
-        if stored.flow == "code":
-            renewable = stored.refresh_expires_at if stored.refresh_token else None
-            usable_until = min(usable_until, renewable or user.token.expires_at)
-        ttl = usable_until - now
+        ttl = usable_until(stored) - now
         if ttl <= 0:
             await self.end_session(stored.session_id)
             return
+        # Kept a little longer than it can be used, so that a request just after is told
+        # "session expired" rather than "not signed in".
+        ttl += ENDED_SESSION_MEMORY
         key = _session_key(stored.session_id)
         record = _record(stored)
         sealed = self._sealer.seal(record, where=key, context=stored.session_id)
@@ -256,7 +252,11 @@ class SessionManager:
 
     async def load(self, session_id: str | None) -> StoredSession | None:
         """The session ``session_id`` names, or None (also when the store is down or the
-        record does not open: edited, moved, or sealed under retired secrets)."""
+        record does not open: edited, moved, or sealed under retired secrets).
+
+        A session past ``usable_until`` is returned for a short while, so that callers
+        can tell an ended session from none at all.
+        """
         if not session_id:
             return None
         key = _session_key(session_id)
@@ -273,14 +273,14 @@ class SessionManager:
                 self._unreadable_logged = True
                 logger.warning("a session record did not open; that browser is signed out")
             return None
-        if self._clock() >= stored.user.session_ends_at:
-            return None
         return stored
 
     async def load_user(self, session_id: str | None) -> SignedInUser | None:
-        """The signed-in user of ``session_id`` while its access token is valid, else None."""
+        """The signed-in user of ``session_id`` while the session and its access token
+        are valid, else None."""
         stored = await self.load(session_id)
-        if stored is None or stored.token.is_expired(self._clock()):
+        now = self._clock()
+        if stored is None or now >= usable_until(stored) or stored.token.is_expired(now):
             return None
         return stored.user
 
@@ -322,6 +322,20 @@ class SessionManager:
             self._store_failing = False
             logger.warning("session store available again")
         return result
+
+
+def usable_until(stored: StoredSession) -> float:
+    """When ``stored`` stops being usable at the latest.
+
+    A code-flow session lives while its refresh token does (or its access token, without
+    one); an implicit one until its end, because the bank's SSO session can renew it.
+    Neither outlives ``session_max_age`` from the sign-in.
+    """
+    user = stored.user
+    if stored.flow == "code":
+        renewable = stored.refresh_expires_at if stored.refresh_token else None
+        return min(user.session_ends_at, renewable or user.token.expires_at)
+    return user.session_ends_at
 
 
 def _record(stored: StoredSession) -> dict[str, Any]:

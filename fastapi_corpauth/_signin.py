@@ -71,7 +71,7 @@ from ._protocol import (
     stale_at,
     token_from_fields,
 )
-from ._sessions import SessionManager, SignedInUser, StoredSession
+from ._sessions import SessionManager, SignedInUser, StoredSession, usable_until
 from ._states import mint_state, read_state
 from ._store import StoreUnavailable
 from ._token import Token
@@ -432,6 +432,9 @@ class SignIn:
         if stored is None:
             return None
         now = self._clock()
+        if now >= usable_until(stored):
+            await self._sessions.end_session(stored.session_id)
+            raise SessionExpired("the session reached its end")
         token = stored.token
         if now < stale_at(token, self._cache):
             return stored.user

@@ -92,6 +92,11 @@ def build_app(corpauth: CorpAuth) -> FastAPI:
     async def token_length(token: str = Depends(corpauth.bearer_token)) -> dict[str, int]:
         return {"length": len(token)}
 
+    @app.get("/my-accounts")
+    async def my_accounts(bank: httpx.AsyncClient = Depends(corpauth.user_api_client)) -> Any:
+        response = await bank.get("accounts")
+        return {"status": response.status_code}
+
     @app.get("/desktop/me")
     async def desktop_me(customer: VerifiedToken = Depends(corpauth.verified_bearer)) -> Any:
         return {"subject": customer.subject, "client_id": customer.client_id}
@@ -149,13 +154,20 @@ async def open_site(
     session_store: SessionStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     transport_factory: Callable[[FastAPI], httpx.AsyncBaseTransport] | None = None,
+    devserver_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Site]:
-    """The devserver and the app; ``transport_factory`` wraps the app's way to the bank."""
+    """The devserver and the app; ``transport_factory`` wraps the app's way to the bank;
+    ``devserver_options`` go to ``create_devserver`` (token lifetimes, SSO lifetimes)."""
     devserver = create_devserver(
         flavour=flavour,
+        **(devserver_options or {}),
         clients=(
-            DevClient(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, redirect_uris=(CALLBACK,)),
+            DevClient(
+                client_id=CLIENT_ID,
+                client_secret=CLIENT_SECRET,
+                redirect_uris=(CALLBACK, APP + "/", APP + "/bye"),
+            ),
             # Another application of the realm: its customers' tokens are foreign here.
             DevClient(client_id="other-app", client_secret="other-secret"),
         ),

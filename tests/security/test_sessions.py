@@ -123,8 +123,8 @@ async def test_expired_cookie_and_session() -> None:
         assert (await browser.get("/me")).status_code == 200
         clock.advance(2)
         await refused(browser, cookie)
-        # The same session id, freshly signed: the server-side session is gone as well.
-        await refused(browser, signer(SESSION_KEY, clock=clock).sign(session_id))
+        # The same session id, freshly signed: the server-side session has ended as well.
+        await refused(browser, signer(SESSION_KEY, clock=clock).sign(session_id), "session_expired")
 
 
 async def test_cookie_of_an_expired_bank_token() -> None:
