@@ -86,9 +86,12 @@ def create_app(
             '<section class="card"><dl class="facts">'
             f'<dt>{text["signed_in_as"]}</dt><dd id="who">{html.escape(name)}</dd>'
             f"<dt>{text['session_ends']}</dt>"
-            f'<dd id="session-end">{pages.format_time(user.expires_at)}</dd></dl>'
+            f'<dd id="session-end">{pages.format_time(user.session_ends_at)}</dd></dl>'
             f'<div class="actions"><a id="accounts" class="button primary" '
             f'href="{html.escape(pages.link("/accounts", language))}">{text["accounts_link"]}</a>'
+            f'<a id="my-accounts" class="button" '
+            f'href="{html.escape(pages.link("/my-accounts", language))}">'
+            f"{text['my_accounts_link']}</a>"
             "</div></section>"
         )
         return pages.layout(language, text["welcome"], body, path="/", user_name=name)
@@ -117,6 +120,35 @@ def create_app(
             f"<tbody>{rows}</tbody></table></section>"
         )
         return pages.layout(language, text["accounts"], body, path="/accounts", user_name=name)
+
+    @app.get("/my-accounts", response_class=HTMLResponse)
+    async def my_accounts(
+        lang: str | None = None,
+        user: SignedInUser = Depends(corpauth.current_user),
+        bank: httpx.AsyncClient = Depends(corpauth.user_api_client),
+    ) -> str:
+        language = pages.language(lang)
+        text = pages.TEXT[language]
+        name = user.display_name or "?"
+        response = await bank.get("accounts")
+        if response.status_code != 200:
+            message = text["bank_error"].format(status=response.status_code)
+            body = f'<section class="card"><p id="bank-error">{message}</p></section>'
+            return pages.layout(
+                language, text["my_accounts"], body, path="/my-accounts", user_name=name
+            )
+        rows = pages.account_rows(response.json()["accounts"], language)
+        body = (
+            f'<p class="muted">{text["my_accounts_note"]}</p>'
+            '<section class="card table-wrap"><table id="my-accounts-table"><thead><tr>'
+            f'<th>{text["iban"]}</th><th class="narrow-hide">{text["holder"]}</th>'
+            f'<th class="narrow-hide">{text["currency"]}</th>'
+            f'<th class="amount">{text["balance"]}</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></section>"
+        )
+        return pages.layout(
+            language, text["my_accounts"], body, path="/my-accounts", user_name=name
+        )
 
     @app.get("/signed-out", response_class=HTMLResponse)
     async def signed_out(lang: str | None = None) -> str:

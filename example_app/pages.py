@@ -30,6 +30,10 @@ TEXT: Final[Mapping[Lang, Mapping[str, str]]] = {
         "accounts_link": "Show the company's accounts",
         "accounts_note": "As the company: fetched from the bank's API with the company's own "
         "token (client_credentials), whoever is signed in.",
+        "my_accounts": "My accounts",
+        "my_accounts_link": "Show the accounts I may see",
+        "my_accounts_note": "As you: fetched with your own sign-in token (user_api_client), "
+        "so the bank shows what you may see.",
         "sign_out": "Sign out",
         "signed_out": "You have signed out",
         "signed_out_note": "Your session here and at the bank has ended.",
@@ -56,6 +60,10 @@ TEXT: Final[Mapping[Lang, Mapping[str, str]]] = {
         "accounts_link": "კომპანიის ანგარიშების ნახვა",
         "accounts_note": "კომპანიის სახელით: მონაცემები მიღებულია ბანკის API-დან კომპანიის "
         "საკუთარი ტოკენით (client_credentials), მიუხედავად იმისა, ვინ არის შესული.",
+        "my_accounts": "ჩემი ანგარიშები",
+        "my_accounts_link": "ჩემთვის ხელმისაწვდომი ანგარიშები",
+        "my_accounts_note": "თქვენი სახელით: მონაცემები მიღებულია თქვენი შესვლის ტოკენით "
+        "(user_api_client), ამიტომ ბანკი აჩვენებს მხოლოდ იმას, რისი ნახვაც შეგიძლიათ.",
         "sign_out": "გასვლა",
         "signed_out": "თქვენ გამოხვედით სისტემიდან",
         "signed_out_note": "თქვენი სესია აქაც და ბანკშიც დასრულდა.",

@@ -16,6 +16,7 @@ __all__ = [
     "csp",
     "error_page",
     "logout_page",
+    "onward_page",
     "relay_page",
     "resubmit_page",
     "signed_out_here_page",
@@ -247,6 +248,21 @@ def signed_out_here_page(*, locale: str, continue_url: str) -> str:
         f"{html.escape(text('continue', locale))}</a></p>"
     )
     return _page(locale, text("signed_out", locale), body)
+
+
+def onward_page(*, locale: str, url: str) -> str:
+    """Go on to ``url`` as a new navigation (meta refresh and a link).
+
+    After the relay page's form POST, a redirect chain that leaves for the bank would be
+    stopped by the relay page's ``form-action 'self'``; a fresh navigation is not.
+    """
+    target = html.escape(url, quote=True)
+    body = (
+        f"<p>{html.escape(text('signing_in', locale))}</p>"
+        f'<p><a id="continue" href="{target}">{html.escape(text("continue", locale))}</a></p>'
+    )
+    page = _page(locale, text("signing_in", locale), body)
+    return page.replace("<head>", f'<head><meta http-equiv="refresh" content="0;url={target}">', 1)
 
 
 def cross_site_page(*, locale: str) -> str:

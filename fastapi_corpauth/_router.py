@@ -40,6 +40,7 @@ from ._pages import (
     error_page,
     login_link,
     logout_page,
+    onward_page,
     relay_page,
     resubmit_page,
     signed_out_here_page,
@@ -318,7 +319,7 @@ class _LoginHandlers:
             login = login_link(
                 str(request.url_for("corpauth:login")), locale=exc.locale, next_url=exc.next_url
             )
-            response = RedirectResponse(login, status_code=303, headers=_REDIRECT_HEADERS)
+            response = self._html(onward_page(locale=exc.locale, url=login))
         except CorpAuthError as exc:
             logger.info("sign-in refused: %s%s", exc.code, _detail(exc))
             if isinstance(exc, StateError | CallbackInvalid) and session_id is not None:

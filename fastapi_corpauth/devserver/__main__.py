@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from ._app import DEFAULT_CLIENTS, create_devserver
 from ._flavours import FLAVOURS
-from ._state import DevClient
+from ._state import SSO_SESSION_LIFETIME, SSO_SESSION_MAX, DevClient
 from ._users import DEFAULT_USERS, DevUser
 
 
@@ -87,6 +87,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--implicit-token-lifetime", type=float, default=900.0, metavar="SECONDS")
     parser.add_argument(
+        "--sso-idle",
+        type=float,
+        default=SSO_SESSION_LIFETIME,
+        metavar="SECONDS",
+        help="end a browser's session after this long without a refresh (default 1800)",
+    )
+    parser.add_argument(
+        "--sso-max",
+        type=float,
+        default=SSO_SESSION_MAX,
+        metavar="SECONDS",
+        help="end a browser's session this long after signing in (default 36000)",
+    )
+    parser.add_argument(
         "--path-prefix",
         default="",
         help="serve under a prefix such as /auth, like Keycloak <= 16 (default: none)",
@@ -100,6 +114,8 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         realm=args.realm,
         flavour=args.flavour,
         token_lifetime=args.token_lifetime,
+        sso_idle=args.sso_idle,
+        sso_max=args.sso_max,
         clients=[*(args.clients or DEFAULT_CLIENTS), *args.public_clients],
         users=args.users or DEFAULT_USERS,
         implicit_token_lifetime=args.implicit_token_lifetime,

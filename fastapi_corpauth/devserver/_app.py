@@ -421,7 +421,8 @@ def create_devserver(
             return oauth_error(400, "invalid_request", "Token not provided.")
         return JSONResponse(state.introspect(token), headers=NO_STORE)
 
-    def authorize_api_call(request: Request) -> Response | None:
+    def authorize_api_call(request: Request) -> dict[str, Any] | Response:
+        """The claims of the caller's valid token, or the 401 to answer."""
         state.api_requests += 1
         token = bearer_token(request.headers.get("authorization"))
         if token is None:
@@ -429,7 +430,7 @@ def create_devserver(
         else:
             verdict = state.check_access_token(token)
             if isinstance(verdict, dict):
-                return None
+                return verdict
             challenge = (
                 f'Bearer realm="{state.realm}", error="invalid_token", '
                 f'error_description="{verdict}"'
@@ -441,16 +442,21 @@ def create_devserver(
 
     @app.get("/api/accounts")
     async def list_accounts(request: Request) -> Response:
-        rejection = authorize_api_call(request)
-        if rejection is not None:
-            return rejection
-        return JSONResponse({"accounts": [a.as_json() for a in state.accounts.values()]})
+        claims = authorize_api_call(request)
+        if isinstance(claims, Response):
+            return claims
+        # A customer sees their own company's accounts; the service account sees all.
+        company = claims.get("company")
+        accounts = [
+            a.as_json() for a in state.accounts.values() if company is None or a.holder == company
+        ]
+        return JSONResponse({"accounts": accounts})
 
     @app.get("/api/accounts/{account_id}")
     async def get_account(account_id: str, request: Request) -> Response:
-        rejection = authorize_api_call(request)
-        if rejection is not None:
-            return rejection
+        claims = authorize_api_call(request)
+        if isinstance(claims, Response):
+            return claims
         account = state.accounts.get(account_id)
         if account is None:
             return JSONResponse({"error": "account_not_found"}, status_code=404)
