@@ -232,7 +232,9 @@ async def check_sessions(page: Page, environ: dict[str, str]) -> None:
         assert redirect.headers["location"].endswith("/auth/login?next=%2Fdashboard")
         assert (await client.get("/dashboard")).status_code == 401  # an API client
         landing = await sign_in(client, next="/dashboard")
-        assert "more minutes" in landing.text
+        assert "the session lasts at most 480 minutes" in landing.text
+        mine = (await client.get("/my-accounts")).json()["accounts"]
+        assert {account["holder"] for account in mine} == {"Kartli Logistics LLC"}
 
 
 async def check_verifying_tokens(page: Page, environ: dict[str, str]) -> None:
@@ -413,3 +415,19 @@ def test_the_printed_settings_shown_in_the_docs_are_what_the_devserver_prints() 
         actual = [line for line in text.splitlines() if "SESSION_SECRET" not in line]
         assert actual == expected[: len(actual)]
         assert len(actual) >= len(expected) - 1
+
+
+def test_the_error_tree_in_the_docs_is_the_packages() -> None:
+    import fastapi_corpauth
+    from fastapi_corpauth import _errors
+
+    documented = next(
+        b.code for b in blocks("errors.md") if b.lang == "text" and b.code.startswith("CorpAuth")
+    )
+    source = (_errors.__doc__ or "").split("::\n\n", 1)[1].split("\n\n", 1)[0]
+    assert documented.rstrip("\n") == "\n".join(line[4:] for line in source.splitlines())
+    for name in fastapi_corpauth.__all__:
+        value = getattr(fastapi_corpauth, name)
+        if isinstance(value, type) and issubclass(value, fastapi_corpauth.CorpAuthError):
+            if name != "StoreUnavailable":  # a store's failure, raised by any store
+                assert name in documented, name
