@@ -148,12 +148,16 @@ class RetryPolicy:
     jitter, capped by ``backoff_max``; a ``Retry-After`` longer than ``backoff_max`` ends
     the retries at once. After a fetch has failed, callers fail fast for ``cooldown``
     seconds (or the server's ``Retry-After``) instead of each waiting out their own try.
+    A ``Retry-After`` is honoured up to ``retry_after_max`` seconds: one answer of a
+    proxy with ``Retry-After: 86400`` must not lock the app out for a day. After the
+    cool-down one request probes the endpoint (the others wait for its outcome).
     """
 
     attempts: int = 3
     backoff_base: float = 0.2
     backoff_max: float = 5.0
     cooldown: float = 5.0
+    retry_after_max: float = 60.0
 
 
 @dataclass(frozen=True, kw_only=True)

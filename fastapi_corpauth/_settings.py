@@ -143,6 +143,12 @@ class CorpAuthSettings(BaseSettings):
         ge=0,
         description="Seconds callers fail fast after a failed fetch (or the server's Retry-After).",
     )
+    token_retry_after_max: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        description="Longest Retry-After honoured (seconds); then one request probes again.",
+    )
 
     # Verifying customers' tokens (sign-in callback and verified_bearer)
     token_verification: VerificationMode = Field(
@@ -491,6 +497,7 @@ class CorpAuthSettings(BaseSettings):
             backoff_base=self.token_backoff_base,
             backoff_max=self.token_backoff_max,
             cooldown=self.token_cooldown,
+            retry_after_max=self.token_retry_after_max,
         )
 
     def sign_in_cookie_name(self) -> str:

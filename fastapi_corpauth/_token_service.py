@@ -225,6 +225,8 @@ class TokenService:
             now = self._clock()
             cooldown = self._retry.cooldown
             if isinstance(exc, TokenEndpointUnavailable) and exc.retry_after is not None:
+                # Callers are told the capped wait too: the app will probe again by then.
+                exc.retry_after = min(exc.retry_after, self._retry.retry_after_max)
                 cooldown = max(cooldown, exc.retry_after)
             self._failure = exc
             self._failed_until = now + cooldown

@@ -246,3 +246,17 @@ async def test_unreachable_bank_api_is_a_503_with_code() -> None:
         assert response.json()["detail"]["code"] == "bank_api_unavailable"
         assert response.headers["retry-after"] == "5"
         assert endpoint.count == 1
+
+
+async def test_a_day_long_retry_after_heals_within_the_cap(make_harness: MakeHarness) -> None:
+    clock = FakeClock()
+    async with make_harness(clock=clock, token_cooldown=5.0) as h:
+        h.dev.set_faults(status=503, retry_after=86400, count=1)
+        refused = await h.client.get("/accounts")
+        assert refused.status_code == 503
+        assert int(refused.headers["retry-after"]) <= 60
+        clock.advance(30)
+        assert (await h.client.get("/accounts")).status_code == 503  # still cooling down
+        clock.advance(30)  # CORPAUTH_TOKEN_RETRY_AFTER_MAX (60 s), not a day
+        assert (await h.client.get("/accounts")).status_code == 200
+        assert h.dev.token_requests == 2

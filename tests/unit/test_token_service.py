@@ -204,7 +204,37 @@ async def test_long_retry_after_fails_at_once(make_service: Any, sleeps: Sleeps)
         await service.get_token()
     assert endpoint.count == 1
     assert sleeps.delays == []
-    assert info.value.retry_after == 120
+    assert info.value.retry_after == 60  # honoured up to CORPAUTH_TOKEN_RETRY_AFTER_MAX
+
+
+async def test_a_day_long_retry_after_locks_out_for_the_cap_only(
+    make_service: Any, clock: FakeClock
+) -> None:
+    """One 503 with ``Retry-After: 86400`` (a proxy's) must not stop bank calls for a day."""
+    endpoint = TokenEndpoint(error(503, headers={"Retry-After": "86400"}))
+    service = make_service(endpoint, retry=RetryPolicy(attempts=3, cooldown=5))
+    with pytest.raises(TokenEndpointUnavailable):
+        await service.get_token()
+    clock.advance(59)
+    with pytest.raises(TokenEndpointUnavailable) as info:
+        await service.get_token()
+    assert info.value.retry_after == pytest.approx(1)  # the cap (60 s), not 86,400 s
+    assert endpoint.count == 1
+    endpoint.responses = [httpx.Response(200, content=token_body("healed"))]
+    clock.advance(1)
+    results = await asyncio.gather(*(service.get_token() for _ in range(20)))
+    assert {t.access_token for t in results} == {"healed"}
+    assert endpoint.count == 2  # one probe after the cool-down, shared by everyone
+
+
+async def test_the_cap_is_a_setting(make_service: Any, clock: FakeClock) -> None:
+    endpoint = TokenEndpoint(error(429, headers={"Retry-After": "3600"}))
+    service = make_service(endpoint, retry=RetryPolicy(retry_after_max=10))
+    with pytest.raises(TokenEndpointUnavailable):
+        await service.get_token()
+    endpoint.responses = [httpx.Response(200, content=token_body("healed"))]
+    clock.advance(10)
+    assert (await service.get_token()).access_token == "healed"
 
 
 @pytest.mark.parametrize(
