@@ -230,7 +230,9 @@ class CorpAuth:
                     # Keyed by the configured issuer's token path, which is stable
                     # whether or not discovery has been read.
                     self._redis.token_cache(
-                        token_url=self.endpoints.token_url, credentials=settings.credentials()
+                        token_url=self.endpoints.token_url,
+                        credentials=settings.credentials(),
+                        scope=settings.scope or None,
                     )
                     if self._redis is not None
                     else None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import hmac
 import json
 import logging
 import math
@@ -48,6 +47,7 @@ from redis.exceptions import (
 from ._config import ClientCredentials
 from ._errors import ConfigurationError
 from ._memory_store import _decode, _encode
+from ._sealing import Sealer
 from ._shared_cache import token_fingerprint
 from ._store import Record, StoreUnavailable
 from ._token import Token
@@ -421,15 +421,17 @@ class RedisSessionStore(_RedisUser):
 class RedisTokenCache(_RedisUser):
     """A ``SharedTokenCache`` in Redis: one client_credentials token for every process.
 
-    The token lives under ``<prefix>:token:{<hash of token_url and client_id>}`` (so
-    two clients never share a token) with ``PX`` until it expires, and the fetch lease
-    next to it under ``...:lease`` (``SET NX PX``). The braces are a Redis Cluster hash
-    tag: both keys hash to one slot, so the token and its lease always live on one node
-    and the compare-and-delete scripts, which name their keys, work on a cluster as on
-    one server. Only what a request needs is stored: the access
-    token, its times and scope, a fingerprint for compare-and-delete, and an HMAC keyed
-    from the client secret, so a value written by anyone without the secret is ignored.
-    The client secret itself, refresh and id tokens never go to Redis.
+    The token lives under ``<prefix>:token:{<hash of token_url, client_id and scope>}``
+    (so two clients, or one client configured for two scopes, never share a token) with
+    ``PX`` until it expires, and the fetch lease next to it under ``...:lease`` (``SET NX
+    PX``). The braces are a Redis Cluster hash tag: both keys hash to one slot, so the
+    token and its lease always live on one node and the compare-and-delete scripts, which
+    name their keys, work on a cluster as on one server.
+
+    The value is sealed (AES-256-GCM, ``Sealer``) under a key derived from the client
+    secret, which never goes to Redis, and bound to its key name: whoever reads Redis
+    cannot use the company's token, and a value written or moved by anyone without the
+    secret opens as nothing. Next to it, only a one-way fingerprint for compare-and-delete.
     """
 
     def __init__(
@@ -438,27 +440,29 @@ class RedisTokenCache(_RedisUser):
         *,
         token_url: str,
         credentials: ClientCredentials,
+        scope: str | None = None,
         prefix: str = DEFAULT_PREFIX,
         timeout: float = DEFAULT_TIMEOUT,
         guard: OutageGuard | None = None,
     ) -> None:
         super().__init__(redis, prefix=prefix, timeout=timeout, guard=guard)
-        client = hashlib.sha256(f"{token_url}\n{credentials.client_id}".encode()).hexdigest()
+        identity = (
+            f"{token_url}\n{credentials.client_id}\n{' '.join(sorted((scope or '').split()))}"
+        )
+        client = hashlib.sha256(identity.encode()).hexdigest()
         self._token_key = f"{prefix}:token:{{{client[:32]}}}"
         self._lease_key = self._token_key + ":lease"
-        self._mac_key = hmac.new(
-            credentials.client_secret.get_secret_value().encode("utf-8"),
-            b"fastapi_corpauth.redis.token-cache.v1",
-            hashlib.sha256,
-        ).digest()
+        self._sealer = Sealer(secrets=[credentials.client_secret], purpose="shared-token")
+        self._unreadable_logged = False
 
     async def load(self) -> Token | None:
-        """The shared token, or None if there is none or it fails its integrity check."""
+        """The shared token, or None if there is none or it does not open."""
         raw: bytes | str | None = await self._run(lambda: self._redis.get(self._token_key))
         if raw is None:
             return None
         token = self._decode(raw)
-        if token is None:
+        if token is None and not self._unreadable_logged:
+            self._unreadable_logged = True
             logger.warning("ignoring a shared bank token that fails its integrity check")
         return token
 
@@ -487,27 +491,22 @@ class RedisTokenCache(_RedisUser):
         """Give the lease back if ``lock`` still holds it."""
         await self._run(lambda: self._redis.eval(_RELEASE_SCRIPT, 1, self._lease_key, lock))
 
-    def _mac(self, body: bytes) -> str:
-        return hmac.new(self._mac_key, body, hashlib.sha256).hexdigest()
-
     def _encode(self, token: Token) -> str:
         fields = {
-            "fp": token_fingerprint(token),
             "access_token": token.access_token,
             "issued_at": token.issued_at,
             "expires_at": token.expires_at,
             "scope": list(token.scope),
             "not_before_policy": token.not_before_policy,
         }
-        body = json.dumps(fields, separators=(",", ":"), sort_keys=True).encode("utf-8")
-        return json.dumps({**fields, "mac": self._mac(body)}, separators=(",", ":"))
+        sealed = self._sealer.seal(fields, where=self._token_key)
+        return json.dumps({"fp": token_fingerprint(token), "sealed": sealed})
 
     def _decode(self, raw: bytes | str) -> Token | None:
         try:
-            data = json.loads(raw)
-            mac = data.pop("mac")
-            body = json.dumps(data, separators=(",", ":"), sort_keys=True).encode("utf-8")
-            if not (isinstance(mac, str) and hmac.compare_digest(mac, self._mac(body))):
+            outer = json.loads(raw)
+            data = self._sealer.open(outer.get("sealed"), where=self._token_key)
+            if data is None:
                 return None
             token = Token(
                 access_token=str(data["access_token"]),
@@ -517,9 +516,9 @@ class RedisTokenCache(_RedisUser):
                 scope=tuple(str(s) for s in data["scope"]),
                 not_before_policy=int(data["not_before_policy"]),
             )
-        except (ValueError, TypeError, KeyError, AttributeError):
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
-        return token if token_fingerprint(token) == data["fp"] else None
+        return token if token_fingerprint(token) == outer.get("fp") else None
 
 
 def _redirect(exc: BaseException) -> str | None:
@@ -616,11 +615,14 @@ class RedisLayer:
             self.client, prefix=self._prefix, timeout=self._timeout, guard=self.guard
         )
 
-    def token_cache(self, *, token_url: str, credentials: ClientCredentials) -> RedisTokenCache:
+    def token_cache(
+        self, *, token_url: str, credentials: ClientCredentials, scope: str | None = None
+    ) -> RedisTokenCache:
         return RedisTokenCache(
             self.client,
             token_url=token_url,
             credentials=credentials,
+            scope=scope,
             prefix=self._prefix,
             timeout=self._timeout,
             guard=self.guard,

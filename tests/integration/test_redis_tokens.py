@@ -54,7 +54,12 @@ class Deployment:
         self._layers: list[RedisLayer] = []
 
     async def add(
-        self, n: int = 1, *, lease: float = 5.0, credentials: ClientCredentials = CREDENTIALS
+        self,
+        n: int = 1,
+        *,
+        lease: float = 5.0,
+        credentials: ClientCredentials = CREDENTIALS,
+        scope: str = "corp",
     ) -> list[TokenService]:
         added = []
         for _ in range(n):
@@ -66,6 +71,7 @@ class Deployment:
                 layer.client,
                 token_url=TOKEN_URL,
                 credentials=credentials,
+                scope=scope,
                 timeout=self.redis_timeout,
                 guard=OutageGuard(retry_interval=0.2),
             )
@@ -73,6 +79,7 @@ class Deployment:
                 http=client,
                 token_url=TOKEN_URL,
                 credentials=credentials,
+                scope=scope,
                 cache=POLICY,
                 clock=self.clock,
                 shared=cache,
@@ -221,6 +228,14 @@ async def test_two_clients_never_share_a_token(deployment: Deployment) -> None:
     assert deployment.endpoint.count == 2
 
 
+async def test_two_scopes_of_one_client_never_share_a_token(deployment: Deployment) -> None:
+    """An app configured for ``corp`` must never use a token fetched for more."""
+    (narrow,) = await deployment.add(1, scope="corp")
+    (wide,) = await deployment.add(1, scope="corp payments:write")
+    assert (await narrow.get_token()).access_token != (await wide.get_token()).access_token
+    assert deployment.endpoint.count == 2
+
+
 async def test_only_what_is_needed_goes_to_redis(
     deployment: Deployment, redis_target: RedisTarget
 ) -> None:
@@ -235,21 +250,21 @@ async def test_only_what_is_needed_goes_to_redis(
         value = raw.get(key)
         assert isinstance(value, bytes)
         assert CLIENT_SECRET.encode() not in value
-        assert set(json.loads(value)) == {
-            "access_token",
-            "expires_at",
-            "fp",
-            "issued_at",
-            "mac",
-            "not_before_policy",
-            "scope",
-        }
+        assert token.access_token.encode() not in value  # sealed: useless to whoever reads
+        assert set(json.loads(value)) == {"fp", "sealed"}
         pttl = raw.pttl(key)
         assert 299_000 < pttl <= 300_000  # until the token expires
-        # A value written without the client secret is ignored.
+        # A value written without the client secret is ignored...
         forged = json.loads(value)
-        forged["access_token"] = "attacker-token"
+        forged["sealed"] = forged["sealed"][:-4] + "AAAA"
         raw.set(key, json.dumps(forged))
+        assert await deployment.caches[0].load() is None
+        # ...and so is a genuine one moved under another key (another scope's).
+        raw.set(key, value)
+        assert await deployment.caches[0].load() is not None
+        raw.set(key + b"x", value)
+        moved = json.loads(value)
+        raw.set(key, json.dumps({"fp": moved["fp"], "sealed": "x" + moved["sealed"][1:]}))
         assert await deployment.caches[0].load() is None
         assert token.access_token == "tok-1"
     finally:
