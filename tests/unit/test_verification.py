@@ -510,3 +510,128 @@ def test_the_policy_refuses_symmetric_or_no_algorithms(algorithms: tuple[str, ..
 def test_the_policy_refuses_negative_times() -> None:
     with pytest.raises(ValueError, match="negative"):
         VerificationPolicy(leeway=-1)
+
+
+# --- edges that each check stands for -----------------------------------------------------
+
+
+def test_a_key_outside_the_allowed_algorithms_does_not_verify() -> None:
+    # The allow-list binds even a key loaded for another algorithm.
+    token = sign_jwt(keycloak_claims(), key=SIGNING_KEY)
+    key = only_key(key_set(SIGNING_KEY), KEYCLOAK_HEADER)
+    with pytest.raises(InvalidToken) as caught:
+        verify_signature(token, key, algorithms=("ES256",))
+    assert caught.value.reason == "algorithm"
+
+
+@pytest.mark.parametrize("token", ["not-a-jws", "a.b.c", b64({"alg": "RS256"}) + ".e30"])
+def test_a_token_that_is_not_a_jws_is_malformed(token: str) -> None:
+    key = only_key(key_set(SIGNING_KEY), KEYCLOAK_HEADER)
+    with pytest.raises(InvalidToken) as caught:
+        verify_signature(token, key, algorithms=ASYMMETRIC_ALGORITHMS)
+    assert caught.value.reason == "malformed"
+
+
+def test_a_claim_type_that_is_not_bearer_is_refused_by_the_profile_itself() -> None:
+    for claim_type in ("Refresh", "ID", 1):
+        with pytest.raises(InvalidToken) as caught:
+            access_token_profile(KEYCLOAK_HEADER, keycloak_claims(typ=claim_type))
+        assert caught.value.reason == "token_type"
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_times_that_are_not_finite_are_malformed(name: str, value: float) -> None:
+    # json.loads reads NaN and Infinity: they are numbers no comparison can decide.
+    assert reason(KEYCLOAK_HEADER, keycloak_claims(**{name: value})) == "malformed"
+
+
+def test_a_claim_with_a_lone_surrogate_never_matches() -> None:
+    # JSON can carry "\ud800"; comparing it must refuse the token, not crash.
+    lone = json.loads('"\\ud800"')
+    assert reason(KEYCLOAK_HEADER, keycloak_claims(iss=lone)) == "issuer"
+    assert reason(KEYCLOAK_HEADER, keycloak_claims(azp=CLIENT_ID + lone)) == "client"
+
+
+def test_a_verified_access_token_says_what_vouched_for_it() -> None:
+    verified = check_access_token(
+        KEYCLOAK_HEADER, keycloak_claims(iss=ISSUER + "/"), rules=RULES, now=NOW
+    )
+    assert verified.issuer == ISSUER
+    assert verified.issued_at == NOW
+    assert verified.method == "jwt"
+    assert verified.expires_at == NOW + 300
+    assert dict(verified.claims) == keycloak_claims(iss=ISSUER + "/")
+    untimed = check_access_token(KEYCLOAK_HEADER, keycloak_claims(iat=None), rules=RULES, now=NOW)
+    assert untimed.issued_at is None
+
+
+def test_a_verified_introspection_answer_says_what_vouched_for_it() -> None:
+    verified = check_introspection(introspected(iat=int(NOW - 5)), rules=RULES, now=NOW)
+    assert verified.issuer == ISSUER
+    assert verified.expires_at == NOW + 300
+    assert verified.issued_at == NOW - 5
+    assert verified.scope == ("corp",)
+    assert verified.claims["username"] == "nino"
+
+
+@pytest.mark.parametrize("token_type", ["Bearer", "bearer", "access_token", "ACCESS_TOKEN"])
+def test_introspection_token_types_of_an_access_token(token_type: str) -> None:
+    check_introspection(introspected(token_type=token_type), rules=RULES, now=NOW)
+
+
+@pytest.mark.parametrize("claim_type", ["Bearer", "bearer", "BEARER"])
+def test_introspection_claim_type_bearer_in_any_case(claim_type: str) -> None:
+    check_introspection(introspected(typ=claim_type), rules=RULES, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (introspected(token_type=7), "token_type"),
+        (introspected(typ=["Bearer"]), "token_type"),
+        (introspected(iss=7), "issuer"),
+        (introspected(iss=ISSUER + "x"), "issuer"),
+        (introspected(sub="", username=None), "service_account"),
+        (introspected(sub=None, username=""), "service_account"),
+        (introspected(sub=None, username=7), "service_account"),
+        (introspected(exp="soon"), "malformed"),
+    ],
+)
+def test_more_introspection_refusals(answer: dict[str, Any], expected: str) -> None:
+    assert introspection_reason(answer) == expected
+
+
+def test_introspection_names_the_issuer_only_when_it_says_one() -> None:
+    # Keycloak's answer carries "iss"; a standard one need not. Either way the server
+    # vouches for the token, and a named issuer must be ours.
+    assert check_introspection(introspected(iss=ISSUER), rules=RULES, now=NOW).issuer == ISSUER
+    assert check_introspection(introspected(iss=ISSUER + "/"), rules=RULES, now=NOW)
+    assert check_introspection(introspected(), rules=RULES, now=NOW).expires_at == NOW + 300
+    untimed = check_introspection(introspected(exp=None), rules=RULES, now=NOW)
+    assert untimed.expires_at is None
+
+
+def test_introspection_keeps_a_preferred_username_it_was_given() -> None:
+    answer = introspected(preferred_username="nino.b")
+    assert check_introspection(answer, rules=RULES, now=NOW).claims["preferred_username"] == (
+        "nino.b"
+    )
+    no_name = check_introspection(introspected(username=None), rules=RULES, now=NOW)
+    assert "preferred_username" not in no_name.claims
+    assert no_name.subject == "user-1"
+
+
+def test_an_id_token_must_expire() -> None:
+    with pytest.raises(InvalidToken) as caught:
+        check_id(id_claims(exp=None))
+    assert caught.value.reason == "malformed"
+
+
+def test_at_hash_keeps_every_character_of_the_digest() -> None:
+    # The half-digest of "token-11" under SHA-384 ends in "X": nothing is stripped but "=".
+    assert at_hash("token-11", "ES384") == "TPkN32AHaPTydDqZxS4GhkmgmWTsB6NX"
+    for algorithm, digest in (("RS512", hashlib.sha512), ("PS256", hashlib.sha256)):
+        half = digest(b"token-11").digest()
+        expected = base64.urlsafe_b64encode(half[: len(half) // 2]).rstrip(b"=").decode()
+        assert at_hash("token-11", algorithm) == expected
