@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -173,10 +174,8 @@ class KeySet:
         for entry in document["keys"][:MAX_KEYS]:
             for alg in _usable_algorithms(entry, algorithms):
                 kid = entry.get("kid")
-                try:
+                with contextlib.suppress(PyJWTError, ValueError, TypeError):  # unusable key
                     keys[(kid if isinstance(kid, str) else None, alg)] = PyJWK(entry, alg)
-                except (PyJWTError, ValueError, TypeError):
-                    continue
         return cls(keys)
 
     def candidates(self, header: Mapping[str, Any]) -> list[PyJWK] | None:

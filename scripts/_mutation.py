@@ -393,10 +393,12 @@ def report(
     if not quick:
         stale += [e for e in equivalents if e.function not in in_scope]
 
+    printed: set[str] = set()
     for row in [*rows.values(), security]:
         for mutant in row.survivors:
-            if row is security and not quick:
-                continue  # already printed under its module
+            if mutant.name in printed:
+                continue
+            printed.add(mutant.name)
             print(f"SURVIVED {mutant.function}  ({mutant.name}, {mutant.status})")
             for line in mutant.before.splitlines():
                 print(f"    - {line}")

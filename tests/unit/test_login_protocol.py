@@ -113,6 +113,10 @@ class TestAuthorizeUrl:
         assert url.startswith(AUTHORIZE + "?kc_idp_hint=bog&client_id=corp-app&")
         assert url.count("?") == 1
 
+    def test_the_nonce_is_sent_when_given(self) -> None:
+        assert ("nonce", "n0nce") in query(self.build(response_type="code", nonce="n0nce"))
+        assert "nonce" not in dict(query(self.build()))
+
 
 class TestPkce:
     def test_rfc7636_appendix_b_vector(self) -> None:
@@ -250,6 +254,22 @@ class TestParseCallback:
         assert "STATE" not in repr(result)
         assert "cd" not in repr(result).replace("code", "")
 
+    @pytest.mark.parametrize(
+        ("result", "expected"),
+        [
+            (
+                AuthorizationResult(state="s", error="e", access_token="t"),
+                "'error', has_state=True",
+            ),
+            (AuthorizationResult(state="s", access_token="t", code="c"), "'token', has_state=True"),
+            (AuthorizationResult(state=None, code="c"), "'code', has_state=False"),
+        ],
+    )
+    def test_repr_says_only_the_kind_and_whether_there_is_a_state(
+        self, result: AuthorizationResult, expected: str
+    ) -> None:
+        assert repr(result) == f"AuthorizationResult(kind={expected})"
+
 
 class TestCheckIssuer:
     @pytest.mark.parametrize("iss", [ISSUER, ISSUER + "/"])
@@ -282,6 +302,12 @@ class TestCheckIssuer:
 class TestRaiseForError:
     def test_no_error_does_nothing(self) -> None:
         raise_for_error(AuthorizationResult(state="s", access_token="at"))
+
+    def test_an_error_without_a_description(self) -> None:
+        with pytest.raises(AuthorizationDenied) as caught:
+            raise_for_error(AuthorizationResult(state="s", error="access_denied"))
+        assert caught.value.error == "access_denied"
+        assert caught.value.error_description is None
 
     def test_access_denied(self) -> None:
         with pytest.raises(AuthorizationDenied) as caught:

@@ -381,4 +381,15 @@ def test_an_expired_cookie_leaves_the_cache(
 def test_cookie_expired_keeps_its_message() -> None:
     error = CookieExpired("session cookie expired", signed_at=5.0)
     assert str(error) == "session cookie expired"
+    assert repr(error) == "CookieExpired('session cookie expired')"
     assert error.signed_at == 5.0
+
+
+def test_a_max_age_below_one_second_is_allowed(clock: FakeClock) -> None:
+    # Timestamps are whole seconds: a cookie is valid in the second it was signed.
+    signer = make_signer(clock, max_age=0.5)
+    signed = signer.sign(SESSION_ID)
+    assert signer.unsign(signed) == SESSION_ID
+    clock.advance(1)
+    with pytest.raises(CookieExpired):
+        signer.unsign(signed)

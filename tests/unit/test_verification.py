@@ -635,3 +635,92 @@ def test_at_hash_keeps_every_character_of_the_digest() -> None:
         half = digest(b"token-11").digest()
         expected = base64.urlsafe_b64encode(half[: len(half) // 2]).rstrip(b"=").decode()
         assert at_hash("token-11", algorithm) == expected
+
+
+def test_a_configured_issuer_one_character_longer_is_another_issuer() -> None:
+    longer = TokenRules(issuer=ISSUER + "X", client_ids=RULES.client_ids)
+    with pytest.raises(InvalidToken) as caught:
+        check_access_token(KEYCLOAK_HEADER, keycloak_claims(), rules=longer, now=NOW)
+    assert caught.value.reason == "issuer"
+
+
+def test_introspection_subject_falls_back_to_the_username_unless_sub_is_a_string() -> None:
+    verified = check_introspection(introspected(sub=7), rules=RULES, now=NOW)
+    assert verified.subject == "nino"
+
+
+def test_keys_for_encryption_or_other_operations_are_dropped() -> None:
+    jwk = SIGNING_KEY.public_jwk()
+    del jwk["alg"]
+    dropped = [
+        {**jwk, "use": "enc"},
+        {**jwk, "key_ops": ["encrypt"]},
+        {**jwk, "key_ops": "verify"},  # not a list
+    ]
+    for entry in dropped:
+        assert len(KeySet.from_jwks({"keys": [entry]}, algorithms=("RS256",))) == 0
+    for entry in ({**jwk, "use": "sig"}, {**jwk, "key_ops": ["sign", "verify"]}):
+        assert len(KeySet.from_jwks({"keys": [entry]}, algorithms=("RS256",))) == 1
+
+
+def test_a_key_without_alg_is_loaded_for_each_algorithm() -> None:
+    jwk = SIGNING_KEY.public_jwk()
+    del jwk["alg"]
+    keys = KeySet.from_jwks({"keys": [jwk]}, algorithms=("RS256", "PS256"))
+    for alg in ("RS256", "PS256"):
+        assert only_key(keys, {"alg": alg, "kid": SIGNING_KEY.kid}).algorithm_name == alg
+    token = sign_jwt(keycloak_claims(), key=SIGNING_KEY, algorithm="PS256")
+    key = only_key(keys, {"alg": "PS256", "kid": SIGNING_KEY.kid})
+    assert verify_signature(token, key, algorithms=("PS256",))["sub"] == "user-1"
+
+
+def test_an_ec_key_declaring_another_curves_algorithm_is_dropped() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    numbers = private.public_key().public_numbers()
+    jwk = {
+        "kid": "ec",
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ES384",
+        "x": b64(numbers.x.to_bytes(32, "big")),
+        "y": b64(numbers.y.to_bytes(32, "big")),
+    }
+    assert len(KeySet.from_jwks({"keys": [jwk]}, algorithms=ASYMMETRIC_ALGORITHMS)) == 0
+
+
+def test_a_kid_that_is_not_a_string_is_no_kid() -> None:
+    keys = KeySet.from_jwks(
+        {"keys": [{**SIGNING_KEY.public_jwk(), "kid": 5}]}, algorithms=ASYMMETRIC_ALGORITHMS
+    )
+    assert keys.kids == frozenset({None})
+    assert repr(keys) == "KeySet(kids=[])"
+    assert len(keys.candidates({"alg": "RS256"}) or []) == 1
+
+
+def test_a_key_set_names_its_kids() -> None:
+    keys = key_set(SIGNING_KEY, OTHER_SIGNING_KEY)
+    assert repr(keys) == f"KeySet(kids={sorted([SIGNING_KEY.kid, OTHER_SIGNING_KEY.kid])!r})"
+
+
+def test_an_algorithm_that_is_not_a_string_has_no_key() -> None:
+    assert key_set(SIGNING_KEY).candidates({"alg": ["RS256"], "kid": SIGNING_KEY.kid}) == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        b64({"alg": "RS256"}) + ".e30",  # two parts
+        b64({"alg": "RSA-OAEP", "enc": "A256GCM"}) + ".a.b.c.d",  # a JWE
+        b64({"alg": "RS256"}) + "..sig",  # no payload
+    ],
+)
+def test_a_readable_header_is_not_enough(token: str) -> None:
+    assert jws_header(token) is None
+
+
+def test_the_longest_token_looked_at() -> None:
+    prefix = b64({"alg": "RS256"}) + "."
+    longest = prefix + "a" * (16_384 - len(prefix) - 2) + ".x"
+    assert len(longest) == 16_384
+    assert jws_header(longest) == {"alg": "RS256"}
+    assert jws_header(longest[:-1] + "xy") is None
