@@ -29,6 +29,7 @@ from fastapi_corpauth._protocol import (
     parse_token_response,
     refresh_at,
     stale_at,
+    token_from_fields,
 )
 from tests.support import token_body
 
@@ -490,6 +491,12 @@ class TestTokenFieldsInDetail:
         assert parse(body=self.body(**{"not-before-policy": 1_600_000_000})).not_before_policy == (
             1_600_000_000
         )
+
+
+def test_token_fields_of_a_callback_default_to_a_minute() -> None:
+    # The implicit flow's callback carries the token's fields without a JSON body.
+    token = token_from_fields({"access_token": "at"}, now=NOW)
+    assert (token.expires_at, token.token_type) == (NOW + 60, "Bearer")
 
 
 class TestRetryAfterInDetail:
