@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import difflib
-import gc
 import os
 import shutil
 import subprocess
@@ -152,19 +151,9 @@ def _engine(names: Sequence[str], max_children: int) -> None:
     file_mutation.create_mutations = create_mutations_per_file
     file_mutation.MutationVisitor._skip_node_and_children = skip_node_and_messages  # type: ignore[method-assign]
 
-    import mutmut.__main__ as mutmut_main
+    from mutmut.__main__ import _run
 
-    forced_fail_test = mutmut_main.run_forced_fail_test
-
-    def forced_fail_test_then_freeze(runner: Any) -> None:
-        forced_fail_test(runner)
-        # Each mutant's tests run in a process forked from this one. Frozen, the objects
-        # already here (mutmut's, libcst's, pytest's) are left out of the garbage
-        # collections pytest runs at the end of every session: 4 times faster a mutant.
-        gc.freeze()
-
-    mutmut_main.run_forced_fail_test = forced_fail_test_then_freeze
-    mutmut_main._run(list(names), max_children)
+    _run(list(names), max_children)
 
 
 def _deletable(statement: Any) -> bool:
