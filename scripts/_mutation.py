@@ -405,8 +405,7 @@ def report(
     print(f"Mutation testing ({mode}), killed by the unit tests")
     header = f"{'':<18}{'mutants':>9}{'killed':>8}{'survived':>10}{'equivalent':>12}{'score':>9}"
     print(header + f"{'target':>9}")
-    shown = list(rows.values()) if not quick else []
-    shown.append(security)
+    shown = [*rows.values(), security]
     total = Row("all", MODULE_TARGET)
     for row in rows.values():
         total.mutants += row.mutants
