@@ -281,24 +281,24 @@ def safe_redirect_target(target: str | None, *, default: str) -> str:
     look-alikes of ``/`` and ``\\``, user-info, control characters and whitespace, and
     anything not starting with a single ``/``.
     """
-    if not target or len(target) > 2048:
+    if not target or len(target) > 2048 or not target.startswith("/"):
         return default
-    if not target.startswith("/") or _CONTROL.search(target) or any(c.isspace() for c in target):
+    if any(c.isspace() for c in target):
         return default
     decoded = target
     for _ in range(3):  # repeated decoding catches %252F and friends
         decoded = unquote(decoded)
-    if decoded.startswith(("//", "/\\")) or "\\" in decoded or _CONTROL.search(decoded):
+    if _CONTROL.search(decoded):  # raw or percent-encoded
         return default
     # Dot segments: "/..//host" becomes "//host" wherever the path is normalised again.
     path = decoded.partition("?")[0].partition("#")[0]
     if any(segment in (".", "..") for segment in path.split("/")):
         return default
-    # Compatibility forms of "/" and "\\" (fullwidth solidus...) that NFKC folds back.
+    # "//host", and a backslash anywhere ("/\\host": browsers read it as a slash), also
+    # spelled with compatibility forms (fullwidth solidus...) that NFKC folds back. A
+    # path that starts with one "/" has neither a scheme nor a host, so nothing else
+    # can take the browser to another site.
     folded = unicodedata.normalize("NFKC", decoded)
-    if folded.startswith(("//", "/\\")) or "\\" in folded:
-        return default
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
+    if folded.startswith("//") or "\\" in folded:
         return default
     return target

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
@@ -173,10 +174,8 @@ class KeySet:
         for entry in document["keys"][:MAX_KEYS]:
             for alg in _usable_algorithms(entry, algorithms):
                 kid = entry.get("kid")
-                try:
+                with contextlib.suppress(PyJWTError, ValueError, TypeError):  # unusable key
                     keys[(kid if isinstance(kid, str) else None, alg)] = PyJWK(entry, alg)
-                except (PyJWTError, ValueError, TypeError):
-                    continue
         return cls(keys)
 
     def candidates(self, header: Mapping[str, Any]) -> list[PyJWK] | None:
@@ -428,9 +427,10 @@ def at_hash(access_token: str, algorithm: str) -> str:
     The hash follows the ID token's algorithm: SHA-256 for ``*256``, and so on; EdDSA
     (Ed25519) uses SHA-512.
     """
-    bits = algorithm[-3:]
-    name = {"256": "sha256", "384": "sha384", "512": "sha512"}.get(bits, "sha512")
-    digest = hashlib.new(name, access_token.encode("ascii")).digest()
+    hash_function = {"256": hashlib.sha256, "384": hashlib.sha384}.get(
+        algorithm[-3:], hashlib.sha512
+    )
+    digest = hash_function(access_token.encode("ascii")).digest()
     return base64.urlsafe_b64encode(digest[: len(digest) // 2]).rstrip(b"=").decode("ascii")
 
 

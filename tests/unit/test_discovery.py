@@ -14,6 +14,7 @@ from fastapi_corpauth import Endpoints
 from fastapi_corpauth._discovery import Discovery
 from fastapi_corpauth._metadata import (
     DiscoveryDocumentInvalid,
+    discovery_url,
     fallback_metadata,
     parse_discovery,
 )
@@ -100,6 +101,74 @@ def test_iss_support_must_be_exactly_true() -> None:
     assert not parse_discovery(
         document, issuer=ISSUER, overrides=NO_OVERRIDES
     ).iss_parameter_supported
+
+
+def test_every_endpoint_of_the_document_is_kept() -> None:
+    metadata = parse_discovery(DOCUMENT, issuer=ISSUER, overrides=NO_OVERRIDES)
+    assert metadata.issuer == ISSUER
+    assert metadata.authorization_endpoint == "https://login.bank.test/auth"
+    assert metadata.introspection_endpoint == "https://login.bank.test/introspect"
+    assert metadata.end_session_endpoint == "https://login.bank.test/logout"
+
+
+@pytest.mark.parametrize(
+    ("announced", "configured"),
+    [
+        (ISSUER + "/", ISSUER),
+        (ISSUER, ISSUER + "/"),
+        (ISSUER + "//", ISSUER),
+    ],
+)
+def test_a_trailing_slash_is_the_same_issuer(announced: str, configured: str) -> None:
+    metadata = parse_discovery(
+        {**DOCUMENT, "issuer": announced}, issuer=configured, overrides=NO_OVERRIDES
+    )
+    assert metadata.issuer == ISSUER  # without the slash, as the rest of the library uses it
+
+
+@pytest.mark.parametrize(
+    ("announced", "configured"),
+    [
+        (ISSUER + "X", ISSUER),  # a realm named like ours plus one character
+        (ISSUER, ISSUER + "X"),
+        ("/" + ISSUER, ISSUER),
+        (ISSUER, "/" + ISSUER),
+        (" " + ISSUER, ISSUER),
+    ],
+)
+def test_an_issuer_one_character_off_is_another_issuer(announced: str, configured: str) -> None:
+    with pytest.raises(DiscoveryDocumentInvalid):
+        parse_discovery({**DOCUMENT, "issuer": announced}, issuer=configured, overrides={})
+
+
+@pytest.mark.parametrize(
+    "url", ["https:///token", "https://", "ftp://login.bank.test/token", "login.bank.test/token"]
+)
+def test_an_endpoint_needs_an_http_scheme_and_a_host(url: str) -> None:
+    with pytest.raises(DiscoveryDocumentInvalid):
+        parse_discovery({**DOCUMENT, "token_endpoint": url}, issuer=ISSUER, overrides={})
+
+
+def test_an_issuer_is_kept_as_configured_but_for_trailing_slashes() -> None:
+    issuer = "https://login.bank.test/realms/X"
+    document = {**DOCUMENT, "issuer": issuer}
+    assert parse_discovery(document, issuer=issuer + "/", overrides={}).issuer == issuer
+
+
+def test_plain_http_endpoints_are_read() -> None:
+    # A bank's test realm behind plain HTTP is still metadata; TLS is the settings' call.
+    document = {**DOCUMENT, "token_endpoint": "http://login.bank.test/token"}
+    metadata = parse_discovery(document, issuer=ISSUER, overrides={})
+    assert metadata.token_endpoint == "http://login.bank.test/token"
+
+
+def test_the_discovery_url_is_under_the_issuer() -> None:
+    expected = ISSUER + "/.well-known/openid-configuration"
+    assert discovery_url(ISSUER) == expected
+    assert discovery_url(ISSUER + "/") == expected
+    assert discovery_url("https://x.test/realms/X/") == (
+        "https://x.test/realms/X/.well-known/openid-configuration"
+    )
 
 
 # --- the service ----------------------------------------------------------------------------

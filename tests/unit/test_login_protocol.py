@@ -9,14 +9,23 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from fastapi_corpauth import AuthorizationDenied, CallbackInvalid, IssuerMismatch
+from fastapi_corpauth import (
+    AuthorizationDenied,
+    CallbackInvalid,
+    IssuerMismatch,
+    ResponseModeMismatch,
+)
 from fastapi_corpauth._login_protocol import (
     CALLBACK_FIELDS,
     AuthorizationResult,
+    ResponseMode,
     authorize_url,
     check_issuer,
+    check_response_mode,
     end_session_url,
+    expected_response_mode,
     fingerprint,
+    new_nonce,
     new_state,
     parse_callback,
     pkce_challenge,
@@ -103,6 +112,10 @@ class TestAuthorizeUrl:
         url = self.build(endpoint=AUTHORIZE + "?kc_idp_hint=bog")
         assert url.startswith(AUTHORIZE + "?kc_idp_hint=bog&client_id=corp-app&")
         assert url.count("?") == 1
+
+    def test_the_nonce_is_sent_when_given(self) -> None:
+        assert ("nonce", "n0nce") in query(self.build(response_type="code", nonce="n0nce"))
+        assert "nonce" not in dict(query(self.build()))
 
 
 class TestPkce:
@@ -241,6 +254,22 @@ class TestParseCallback:
         assert "STATE" not in repr(result)
         assert "cd" not in repr(result).replace("code", "")
 
+    @pytest.mark.parametrize(
+        ("result", "expected"),
+        [
+            (
+                AuthorizationResult(state="s", error="e", access_token="t"),
+                "'error', has_state=True",
+            ),
+            (AuthorizationResult(state="s", access_token="t", code="c"), "'token', has_state=True"),
+            (AuthorizationResult(state=None, code="c"), "'code', has_state=False"),
+        ],
+    )
+    def test_repr_says_only_the_kind_and_whether_there_is_a_state(
+        self, result: AuthorizationResult, expected: str
+    ) -> None:
+        assert repr(result) == f"AuthorizationResult(kind={expected})"
+
 
 class TestCheckIssuer:
     @pytest.mark.parametrize("iss", [ISSUER, ISSUER + "/"])
@@ -273,6 +302,12 @@ class TestCheckIssuer:
 class TestRaiseForError:
     def test_no_error_does_nothing(self) -> None:
         raise_for_error(AuthorizationResult(state="s", access_token="at"))
+
+    def test_an_error_without_a_description(self) -> None:
+        with pytest.raises(AuthorizationDenied) as caught:
+            raise_for_error(AuthorizationResult(state="s", error="access_denied"))
+        assert caught.value.error == "access_denied"
+        assert caught.value.error_description is None
 
     def test_access_denied(self) -> None:
         with pytest.raises(AuthorizationDenied) as caught:
@@ -458,3 +493,144 @@ class TestSafeRedirectTarget:
         parts = urlsplit("https://app.example" + target)
         assert parts.netloc == "app.example"
         assert not urlsplit(target).netloc
+
+
+class TestLengths:
+    """The exact sizes: 256 random bits for state and nonce, 384 for the PKCE verifier."""
+
+    def test_state_and_nonce_are_32_random_bytes(self) -> None:
+        for value in (new_state(), new_nonce()):
+            assert len(value) == 43
+            assert len(base64.urlsafe_b64decode(value + "=")) == 32
+
+    def test_nonces_do_not_repeat(self) -> None:
+        nonces = {new_nonce() for _ in range(200)}
+        assert len(nonces) == 200
+
+    def test_pkce_verifier_is_48_random_bytes(self) -> None:
+        verifier, _ = pkce_pair()
+        assert len(verifier) == 64  # within RFC 7636's 43..128
+        assert len(base64.urlsafe_b64decode(verifier)) == 48
+
+
+class TestIssuerEdges:
+    @pytest.mark.parametrize(
+        ("iss", "configured"),
+        [
+            (ISSUER + "X", ISSUER),  # a realm named like ours plus one character
+            (ISSUER + "X/", ISSUER),
+            (ISSUER, ISSUER + "X"),
+            (ISSUER + "//x", ISSUER),
+            ("/" + ISSUER, ISSUER),
+        ],
+    )
+    def test_an_issuer_that_differs_by_one_character_is_refused(
+        self, iss: str, configured: str
+    ) -> None:
+        with pytest.raises(IssuerMismatch) as caught:
+            check_issuer(AuthorizationResult(state="s", iss=iss), configured)
+        assert caught.value.missing is False
+
+    def test_several_trailing_slashes_are_still_the_same_issuer(self) -> None:
+        check_issuer(AuthorizationResult(state="s", iss=ISSUER + "//"), ISSUER)
+        check_issuer(AuthorizationResult(state="s", iss=ISSUER), ISSUER + "//")
+
+    def test_a_missing_issuer_is_refused_when_the_server_promised_one(self) -> None:
+        # RFC 9207: authorization_response_iss_parameter_supported makes "iss" mandatory.
+        with pytest.raises(IssuerMismatch) as caught:
+            check_issuer(AuthorizationResult(state="s"), ISSUER, required=True)
+        assert caught.value.missing is True
+        check_issuer(AuthorizationResult(state="s", iss=ISSUER), ISSUER, required=True)
+        check_issuer(AuthorizationResult(state="s"), ISSUER, required=False)
+
+
+class TestResponseMode:
+    @pytest.mark.parametrize(
+        ("response_type", "requested", "expected"),
+        [
+            ("token", None, "fragment"),
+            ("code", None, "query"),
+            ("token", "form_post", "form_post"),
+            ("code", "form_post", "form_post"),
+            ("token", "query", "query"),
+            ("code", "fragment", "fragment"),
+        ],
+    )
+    def test_expected_mode_is_the_requested_one_else_the_flows_default(
+        self, response_type: str, requested: ResponseMode | None, expected: str
+    ) -> None:
+        assert expected_response_mode(response_type, requested) == expected  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize(
+        "result",
+        [
+            AuthorizationResult(state="s", access_token="at"),
+            AuthorizationResult(state="s", code="c"),
+            AuthorizationResult(state="s", access_token="at", code="c"),
+        ],
+    )
+    def test_a_token_or_code_in_another_mode_is_refused(self, result: AuthorizationResult) -> None:
+        with pytest.raises(ResponseModeMismatch):
+            check_response_mode(result, arrived_in="query", expected="fragment")
+        check_response_mode(result, arrived_in="fragment", expected="fragment")
+
+    def test_an_error_is_accepted_in_any_mode(self) -> None:
+        error = AuthorizationResult(state="s", error="access_denied")
+        modes: tuple[ResponseMode, ...] = ("query", "fragment", "form_post")
+        for arrived_in in modes:
+            check_response_mode(error, arrived_in=arrived_in, expected="fragment")
+
+
+DOT_SEGMENT_REDIRECTS = [
+    "/.//evil.example",
+    "/..//evil.example",
+    "/./",
+    "/a/../b",
+    "/a/./b",
+    "/a/..",
+    "/a/.",
+    "/%2e%2e//evil.example",
+    "/%2E/%2Fevil.example",
+    "/a/.%3Fx",  # decoded, the path ends in a dot segment
+    "/a/..?next=/x",
+    "/a/..#frag",
+    "/a/..?b?c",  # the path ends at the first "?"
+    "/a/..#b#c",  # ... and at the first "#"
+    "/a/..#b?c",
+]
+
+LOOK_ALIKE_REDIRECTS = [
+    "/\uff0fevil.example",  # fullwidth solidus
+    "/\uff3cevil.example",  # fullwidth reverse solidus
+    "/\ufe68evil.example",  # small reverse solidus
+    "/%EF%BC%8Fevil.example",  # the fullwidth solidus, percent-encoded
+    "/path/\uff3c",
+]
+
+
+class TestRedirectTargetEdges:
+    @pytest.mark.parametrize("target", DOT_SEGMENT_REDIRECTS + LOOK_ALIKE_REDIRECTS)
+    def test_dot_segments_and_look_alikes_fall_back_to_default(self, target: str) -> None:
+        assert safe_redirect_target(target, default="/home") == "/home"
+
+    @pytest.mark.parametrize(
+        "target",
+        [
+            "/ok?x=/../",
+            "/ok?x=/./y",
+            "/ok#/../",
+            "/ok?a=1#/./b",
+            "/.well-known/x",
+            "/a..b/..c/...",
+            "/a?b?/../",
+        ],
+    )
+    def test_dots_outside_the_path_or_inside_names_are_kept(self, target: str) -> None:
+        assert safe_redirect_target(target, default="/home") == target
+
+    def test_decoding_stops_after_three_rounds(self) -> None:
+        # What is still encoded after three rounds is a plain path segment: the browser
+        # decodes once, and "/%252F" reaches this app as "/%2F" again.
+        target = "/%2525252Fevil.example"
+        assert safe_redirect_target(target, default="/home") == target
+        assert safe_redirect_target("/%25252Fevil.example", default="/home") == "/home"

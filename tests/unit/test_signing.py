@@ -141,8 +141,9 @@ def test_garbage_is_invalid(clock: FakeClock, garbage: str) -> None:
 def test_non_ascii_is_invalid(clock: FakeClock) -> None:
     signer = make_signer(clock)
     signed = signer.sign(SESSION_ID)
-    invalid_cause(signer, signed[:5] + "ü" + signed[6:])
-    invalid_cause(signer, signed + "\u200b")
+    # Rejected before itsdangerous sees it, like an oversized value.
+    assert invalid_cause(signer, signed[:5] + "ü" + signed[6:]) is None
+    assert invalid_cause(signer, signed + "\u200b") is None
 
 
 def test_oversized_is_rejected_before_parsing(clock: FakeClock) -> None:
@@ -288,3 +289,107 @@ def test_a_remembered_cookie_is_not_valid_for_another_signer() -> None:
     assert old.unsign(cookie) == "session-id"
     with pytest.raises(CookieInvalid):
         new.unsign(cookie)
+
+
+def test_only_the_canonical_spelling_verifies(clock: FakeClock) -> None:
+    """itsdangerous also decodes padded base64 and non-zero spare bits: both are refused."""
+    signer = make_signer(clock)
+    signed = signer.sign(SESSION_ID)
+    assert isinstance(invalid_cause(signer, signed + "="), BadData)
+    assert isinstance(invalid_cause(signer, signed + "=="), BadData)
+    # The signature's last character carries two spare bits; flipping one keeps the
+    # decoded bytes, and must still not verify.
+    last = signed[-1]
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    flipped = alphabet[alphabet.index(last) ^ 1]
+    invalid_cause(signer, signed[:-1] + flipped)
+    assert signer.unsign(signed) == SESSION_ID
+
+
+class CountingLoads:
+    """Counts how often the signer really verifies (HMAC and decoding) a cookie."""
+
+    def __init__(self, signer: CookieSigner) -> None:
+        self.calls = 0
+        serializer = signer._serializer
+        loads = serializer.loads
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return loads(*args, **kwargs)
+
+        serializer.loads = counting  # type: ignore[method-assign]
+
+
+def test_a_verified_cookie_is_not_verified_again_within_its_age(clock: FakeClock) -> None:
+    signer = make_signer(clock, max_age=60)
+    verifications = CountingLoads(signer)
+    cookie = signer.sign(SESSION_ID)
+    assert signer.unsign(cookie) == SESSION_ID
+    assert signer.unsign(cookie) == SESSION_ID  # age 0
+    clock.advance(60)
+    assert signer.unsign(cookie) == SESSION_ID  # age max_age, the last valid second
+    assert verifications.calls == 1
+    clock.advance(1)
+    with pytest.raises(CookieExpired):
+        signer.unsign(cookie)
+    assert verifications.calls == 2
+
+
+def test_the_cache_of_verified_cookies_is_bounded_and_least_recently_used(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fastapi_corpauth._signing.VERIFIED_CACHE_SIZE", 2)
+    signer = make_signer(clock)
+    verifications = CountingLoads(signer)
+    first, second, third = (signer.sign(f"session-{n}") for n in range(3))
+    signer.unsign(first)
+    signer.unsign(second)
+    signer.unsign(first)  # now the most recently used
+    signer.unsign(second)
+    signer.unsign(first)
+    assert verifications.calls == 2  # both fit
+    signer.unsign(third)  # evicts the least recently used: second
+    assert verifications.calls == 3
+    signer.unsign(first)
+    signer.unsign(third)
+    assert verifications.calls == 3
+    signer.unsign(second)
+    assert verifications.calls == 4
+
+
+def test_an_expired_cookie_leaves_the_cache(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fastapi_corpauth._signing.VERIFIED_CACHE_SIZE", 2)
+    signer = make_signer(clock, max_age=10)
+    verifications = CountingLoads(signer)
+    older = signer.sign("older")
+    clock.advance(5)
+    younger = signer.sign("younger")
+    signer.unsign(younger)
+    signer.unsign(older)  # cache, least recent first: younger, older
+    clock.advance(7)  # older is 12 s old, younger 7 s
+    with pytest.raises(CookieExpired):
+        signer.unsign(older)  # found, too old: forgotten
+    signer.unsign(signer.sign("newest"))  # fits beside younger: nothing evicted
+    calls = verifications.calls
+    assert signer.unsign(younger) == "younger"
+    assert verifications.calls == calls
+
+
+def test_cookie_expired_keeps_its_message() -> None:
+    error = CookieExpired("session cookie expired", signed_at=5.0)
+    assert str(error) == "session cookie expired"
+    assert repr(error) == "CookieExpired('session cookie expired')"
+    assert error.signed_at == 5.0
+
+
+def test_a_max_age_below_one_second_is_allowed(clock: FakeClock) -> None:
+    # Timestamps are whole seconds: a cookie is valid in the second it was signed.
+    signer = make_signer(clock, max_age=0.5)
+    signed = signer.sign(SESSION_ID)
+    assert signer.unsign(signed) == SESSION_ID
+    clock.advance(1)
+    with pytest.raises(CookieExpired):
+        signer.unsign(signed)

@@ -510,3 +510,217 @@ def test_the_policy_refuses_symmetric_or_no_algorithms(algorithms: tuple[str, ..
 def test_the_policy_refuses_negative_times() -> None:
     with pytest.raises(ValueError, match="negative"):
         VerificationPolicy(leeway=-1)
+
+
+# --- edges that each check stands for -----------------------------------------------------
+
+
+def test_a_key_outside_the_allowed_algorithms_does_not_verify() -> None:
+    # The allow-list binds even a key loaded for another algorithm.
+    token = sign_jwt(keycloak_claims(), key=SIGNING_KEY)
+    key = only_key(key_set(SIGNING_KEY), KEYCLOAK_HEADER)
+    with pytest.raises(InvalidToken) as caught:
+        verify_signature(token, key, algorithms=("ES256",))
+    assert caught.value.reason == "algorithm"
+
+
+@pytest.mark.parametrize("token", ["not-a-jws", "a.b.c", b64({"alg": "RS256"}) + ".e30"])
+def test_a_token_that_is_not_a_jws_is_malformed(token: str) -> None:
+    key = only_key(key_set(SIGNING_KEY), KEYCLOAK_HEADER)
+    with pytest.raises(InvalidToken) as caught:
+        verify_signature(token, key, algorithms=ASYMMETRIC_ALGORITHMS)
+    assert caught.value.reason == "malformed"
+
+
+def test_a_claim_type_that_is_not_bearer_is_refused_by_the_profile_itself() -> None:
+    for claim_type in ("Refresh", "ID", 1):
+        with pytest.raises(InvalidToken) as caught:
+            access_token_profile(KEYCLOAK_HEADER, keycloak_claims(typ=claim_type))
+        assert caught.value.reason == "token_type"
+
+
+@pytest.mark.parametrize("name", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_times_that_are_not_finite_are_malformed(name: str, value: float) -> None:
+    # json.loads reads NaN and Infinity: they are numbers no comparison can decide.
+    assert reason(KEYCLOAK_HEADER, keycloak_claims(**{name: value})) == "malformed"
+
+
+def test_a_claim_with_a_lone_surrogate_never_matches() -> None:
+    # JSON can carry "\ud800"; comparing it must refuse the token, not crash.
+    lone = json.loads('"\\ud800"')
+    assert reason(KEYCLOAK_HEADER, keycloak_claims(iss=lone)) == "issuer"
+    assert reason(KEYCLOAK_HEADER, keycloak_claims(azp=CLIENT_ID + lone)) == "client"
+
+
+def test_a_verified_access_token_says_what_vouched_for_it() -> None:
+    verified = check_access_token(
+        KEYCLOAK_HEADER, keycloak_claims(iss=ISSUER + "/"), rules=RULES, now=NOW
+    )
+    assert verified.issuer == ISSUER
+    assert verified.issued_at == NOW
+    assert verified.method == "jwt"
+    assert verified.expires_at == NOW + 300
+    assert dict(verified.claims) == keycloak_claims(iss=ISSUER + "/")
+    untimed = check_access_token(KEYCLOAK_HEADER, keycloak_claims(iat=None), rules=RULES, now=NOW)
+    assert untimed.issued_at is None
+
+
+def test_a_verified_introspection_answer_says_what_vouched_for_it() -> None:
+    verified = check_introspection(introspected(iat=int(NOW - 5)), rules=RULES, now=NOW)
+    assert verified.issuer == ISSUER
+    assert verified.expires_at == NOW + 300
+    assert verified.issued_at == NOW - 5
+    assert verified.scope == ("corp",)
+    assert verified.claims["username"] == "nino"
+
+
+@pytest.mark.parametrize("token_type", ["Bearer", "bearer", "access_token", "ACCESS_TOKEN"])
+def test_introspection_token_types_of_an_access_token(token_type: str) -> None:
+    check_introspection(introspected(token_type=token_type), rules=RULES, now=NOW)
+
+
+@pytest.mark.parametrize("claim_type", ["Bearer", "bearer", "BEARER"])
+def test_introspection_claim_type_bearer_in_any_case(claim_type: str) -> None:
+    check_introspection(introspected(typ=claim_type), rules=RULES, now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (introspected(token_type=7), "token_type"),
+        (introspected(typ=["Bearer"]), "token_type"),
+        (introspected(iss=7), "issuer"),
+        (introspected(iss=ISSUER + "x"), "issuer"),
+        (introspected(sub="", username=None), "service_account"),
+        (introspected(sub=None, username=""), "service_account"),
+        (introspected(sub=None, username=7), "service_account"),
+        (introspected(exp="soon"), "malformed"),
+    ],
+)
+def test_more_introspection_refusals(answer: dict[str, Any], expected: str) -> None:
+    assert introspection_reason(answer) == expected
+
+
+def test_introspection_names_the_issuer_only_when_it_says_one() -> None:
+    # Keycloak's answer carries "iss"; a standard one need not. Either way the server
+    # vouches for the token, and a named issuer must be ours.
+    assert check_introspection(introspected(iss=ISSUER), rules=RULES, now=NOW).issuer == ISSUER
+    assert check_introspection(introspected(iss=ISSUER + "/"), rules=RULES, now=NOW)
+    assert check_introspection(introspected(), rules=RULES, now=NOW).expires_at == NOW + 300
+    untimed = check_introspection(introspected(exp=None), rules=RULES, now=NOW)
+    assert untimed.expires_at is None
+
+
+def test_introspection_keeps_a_preferred_username_it_was_given() -> None:
+    answer = introspected(preferred_username="nino.b")
+    assert check_introspection(answer, rules=RULES, now=NOW).claims["preferred_username"] == (
+        "nino.b"
+    )
+    no_name = check_introspection(introspected(username=None), rules=RULES, now=NOW)
+    assert "preferred_username" not in no_name.claims
+    assert no_name.subject == "user-1"
+
+
+def test_an_id_token_must_expire() -> None:
+    with pytest.raises(InvalidToken) as caught:
+        check_id(id_claims(exp=None))
+    assert caught.value.reason == "malformed"
+
+
+def test_at_hash_keeps_every_character_of_the_digest() -> None:
+    # The half-digest of "token-11" under SHA-384 ends in "X": nothing is stripped but "=".
+    assert at_hash("token-11", "ES384") == "TPkN32AHaPTydDqZxS4GhkmgmWTsB6NX"
+    for algorithm, digest in (("RS512", hashlib.sha512), ("PS256", hashlib.sha256)):
+        half = digest(b"token-11").digest()
+        expected = base64.urlsafe_b64encode(half[: len(half) // 2]).rstrip(b"=").decode()
+        assert at_hash("token-11", algorithm) == expected
+
+
+def test_a_configured_issuer_one_character_longer_is_another_issuer() -> None:
+    longer = TokenRules(issuer=ISSUER + "X", client_ids=RULES.client_ids)
+    with pytest.raises(InvalidToken) as caught:
+        check_access_token(KEYCLOAK_HEADER, keycloak_claims(), rules=longer, now=NOW)
+    assert caught.value.reason == "issuer"
+
+
+def test_introspection_subject_falls_back_to_the_username_unless_sub_is_a_string() -> None:
+    verified = check_introspection(introspected(sub=7), rules=RULES, now=NOW)
+    assert verified.subject == "nino"
+
+
+def test_keys_for_encryption_or_other_operations_are_dropped() -> None:
+    jwk = SIGNING_KEY.public_jwk()
+    del jwk["alg"]
+    dropped = [
+        {**jwk, "use": "enc"},
+        {**jwk, "key_ops": ["encrypt"]},
+        {**jwk, "key_ops": "verify"},  # not a list
+    ]
+    for entry in dropped:
+        assert len(KeySet.from_jwks({"keys": [entry]}, algorithms=("RS256",))) == 0
+    for entry in ({**jwk, "use": "sig"}, {**jwk, "key_ops": ["sign", "verify"]}):
+        assert len(KeySet.from_jwks({"keys": [entry]}, algorithms=("RS256",))) == 1
+
+
+def test_a_key_without_alg_is_loaded_for_each_algorithm() -> None:
+    jwk = SIGNING_KEY.public_jwk()
+    del jwk["alg"]
+    keys = KeySet.from_jwks({"keys": [jwk]}, algorithms=("RS256", "PS256"))
+    for alg in ("RS256", "PS256"):
+        assert only_key(keys, {"alg": alg, "kid": SIGNING_KEY.kid}).algorithm_name == alg
+    token = sign_jwt(keycloak_claims(), key=SIGNING_KEY, algorithm="PS256")
+    key = only_key(keys, {"alg": "PS256", "kid": SIGNING_KEY.kid})
+    assert verify_signature(token, key, algorithms=("PS256",))["sub"] == "user-1"
+
+
+def test_an_ec_key_declaring_another_curves_algorithm_is_dropped() -> None:
+    private = ec.generate_private_key(ec.SECP256R1())
+    numbers = private.public_key().public_numbers()
+    jwk = {
+        "kid": "ec",
+        "kty": "EC",
+        "crv": "P-256",
+        "alg": "ES384",
+        "x": b64(numbers.x.to_bytes(32, "big")),
+        "y": b64(numbers.y.to_bytes(32, "big")),
+    }
+    assert len(KeySet.from_jwks({"keys": [jwk]}, algorithms=ASYMMETRIC_ALGORITHMS)) == 0
+
+
+def test_a_kid_that_is_not_a_string_is_no_kid() -> None:
+    keys = KeySet.from_jwks(
+        {"keys": [{**SIGNING_KEY.public_jwk(), "kid": 5}]}, algorithms=ASYMMETRIC_ALGORITHMS
+    )
+    assert keys.kids == frozenset({None})
+    assert repr(keys) == "KeySet(kids=[])"
+    assert len(keys.candidates({"alg": "RS256"}) or []) == 1
+
+
+def test_a_key_set_names_its_kids() -> None:
+    keys = key_set(SIGNING_KEY, OTHER_SIGNING_KEY)
+    assert repr(keys) == f"KeySet(kids={sorted([SIGNING_KEY.kid, OTHER_SIGNING_KEY.kid])!r})"
+
+
+def test_an_algorithm_that_is_not_a_string_has_no_key() -> None:
+    assert key_set(SIGNING_KEY).candidates({"alg": ["RS256"], "kid": SIGNING_KEY.kid}) == []
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        b64({"alg": "RS256"}) + ".e30",  # two parts
+        b64({"alg": "RSA-OAEP", "enc": "A256GCM"}) + ".a.b.c.d",  # a JWE
+        b64({"alg": "RS256"}) + "..sig",  # no payload
+    ],
+)
+def test_a_readable_header_is_not_enough(token: str) -> None:
+    assert jws_header(token) is None
+
+
+def test_the_longest_token_looked_at() -> None:
+    prefix = b64({"alg": "RS256"}) + "."
+    longest = prefix + "a" * (16_384 - len(prefix) - 2) + ".x"
+    assert len(longest) == 16_384
+    assert jws_header(longest) == {"alg": "RS256"}
+    assert jws_header(longest[:-1] + "xy") is None
