@@ -28,6 +28,9 @@ BENCH = ROOT / "bench"
 CLIENT_ID = "corp-app"
 CLIENT_SECRET = "dev-secret"
 SESSION_SECRET = "bench-session-secret-0123456789abcdef"
+#: The development servers' /_dev controls answer this token only.
+DEV_TOKEN = "bench-dev-controls-token"
+DEV_HEADERS = {"X-Dev-Token": DEV_TOKEN}
 REALM = "bog"
 
 
@@ -282,6 +285,8 @@ def start_devserver(started: list[Process], *, token_lifetime: float) -> Devserv
             str(token_lifetime),
             "--client",
             f"{CLIENT_ID}:{CLIENT_SECRET}",
+            "--dev-token",
+            DEV_TOKEN,
         ]
     )
     started.append(proc)
@@ -307,29 +312,34 @@ class Devserver:
         return f"{self.base}/api"
 
     def faults(self, **plan: Any) -> None:
-        httpx.post(self.base + "/_dev/faults", json=plan, timeout=5).raise_for_status()
+        httpx.post(
+            self.base + "/_dev/faults", json=plan, headers=DEV_HEADERS, timeout=5
+        ).raise_for_status()
 
     def clear_faults(self) -> None:
-        httpx.delete(self.base + "/_dev/faults", timeout=5).raise_for_status()
+        httpx.delete(self.base + "/_dev/faults", headers=DEV_HEADERS, timeout=5).raise_for_status()
 
     def reset(self) -> None:
-        httpx.post(self.base + "/_dev/reset", timeout=5).raise_for_status()
+        httpx.post(self.base + "/_dev/reset", headers=DEV_HEADERS, timeout=5).raise_for_status()
 
     def stats(self) -> dict[str, Any]:
-        response = httpx.get(self.base + "/_dev/stats", timeout=5)
+        response = httpx.get(self.base + "/_dev/stats", headers=DEV_HEADERS, timeout=5)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
 
     async def astats(self, client: httpx.AsyncClient) -> dict[str, Any]:
-        response = await client.get(self.base + "/_dev/stats")
+        response = await client.get(self.base + "/_dev/stats", headers=DEV_HEADERS)
         data: dict[str, Any] = response.json()
         return data
 
     def user_token(self, username: str = "demo") -> dict[str, Any]:
         """A customer's access token, as the implicit sign-in at the bank issues it."""
         response = httpx.post(
-            f"{self.base}/_dev/users/{username}/tokens", json={"client_id": CLIENT_ID}, timeout=5
+            f"{self.base}/_dev/users/{username}/tokens",
+            json={"client_id": CLIENT_ID},
+            headers=DEV_HEADERS,
+            timeout=5,
         )
         response.raise_for_status()
         data: dict[str, Any] = response.json()
@@ -354,6 +364,7 @@ class Devserver:
             "CORPAUTH_ISSUER": self.issuer,
             "CORPAUTH_API_BASE_URL": self.api,
             "CORPAUTH_SESSION_SECRET": SESSION_SECRET,
+            "CORPAUTH_DEVELOPMENT": "true",
             **extra,
         }
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import httpx
 
 from .common import (
+    DEV_HEADERS,
     Devserver,
     LoopStallMonitor,
     Profile,
@@ -91,7 +92,7 @@ async def warm_up(dev: Devserver) -> None:
     """httpx's first request in a process imports anyio's backend (a one-off stall of
     10-20 ms); pay it here so that it is charged to no contender."""
     async with httpx.AsyncClient() as client:
-        await client.get(dev.base + "/_dev/stats")
+        await client.get(dev.base + "/_dev/stats", headers=DEV_HEADERS)
 
 
 def describe(name: str, r: HerdResult) -> None:

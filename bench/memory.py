@@ -19,6 +19,8 @@ import time
 import httpx
 
 from .common import (
+    DEV_HEADERS,
+    DEV_TOKEN,
     SESSION_SECRET,
     Profile,
     Report,
@@ -90,13 +92,17 @@ def run(profile: Profile, report: Report) -> None:
         "EXAMPLE_PUBLIC_URL": base,
         "CORPAUTH_SESSION_SECRET": SESSION_SECRET,
         "CORPAUTH_SESSION_STORE_MAX_ENTRIES": str(bound),
+        "CORPAUTH_DEVELOPMENT": "true",
+        "EXAMPLE_DEV_TOKEN": DEV_TOKEN,
     }
     with processes() as started:
         app = start_uvicorn(
             started, "example_app.main:app", env=env, ready_path="/", factory=False, port=port
         )
         # A customer's token, as the implicit sign-in at the (embedded) bank issues it.
-        response = httpx.post(base + "/idp/_dev/users/demo/tokens", json={}, timeout=10)
+        response = httpx.post(
+            base + "/idp/_dev/users/demo/tokens", json={}, headers=DEV_HEADERS, timeout=10
+        )
         response.raise_for_status()
         token = {**response.json(), "iss": f"{base}/idp/realms/bog"}
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import httpx
 
 from .common import (
+    DEV_HEADERS,
     Devserver,
     Profile,
     Report,
@@ -47,7 +48,8 @@ async def revocation(
         async with httpx.AsyncClient() as control:
 
             async def push() -> None:
-                (await control.post(dev.base + "/_dev/not-before")).raise_for_status()
+                answer = await control.post(dev.base + "/_dev/not-before", headers=DEV_HEADERS)
+                answer.raise_for_status()
 
             async def call() -> bool:
                 return await contender.get("/accounts") == 200

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
+
+from .hosts import on_this_machine
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "")  # noqa: S104 - compared with, never bound here
 
@@ -50,6 +53,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     import uvicorn
 
     url = public_url(args.host, args.port, args.public_url)
+    # run-example is development: a demo bank with a published password, so on this
+    # machine only (set CORPAUTH_* for a real bank and deploy the app as any other).
+    os.environ.setdefault("CORPAUTH_DEVELOPMENT", "true")
+    development = os.environ["CORPAUTH_DEVELOPMENT"].strip().lower() in ("1", "true", "yes", "on")
+    if development and (args.host in WILDCARD_HOSTS or not on_this_machine(args.host)):
+        sys.exit(
+            f"{build_parser().prog}: error: development mode listens on this machine only "
+            f"(--host 127.0.0.1 or localhost), not on {args.host or 'every address'}"
+        )
     # The app reads it when uvicorn imports example_app.main (also in reload workers).
     os.environ["EXAMPLE_PUBLIC_URL"] = url
     print(f"Example app on {url}/ (sign in as demo / demo)", flush=True)

@@ -1,10 +1,13 @@
 """Example application: a corporate customer signs in with the bank and sees accounts.
 
-Run ``./scripts/run-example``. With no ``CORPAUTH_*`` variables set, the app mounts the
-package's development authorization server under ``/idp`` on the same origin and talks
-to it over HTTP, exactly as it would to the bank (sign in as ``demo`` / ``demo``). With
-``CORPAUTH_CLIENT_ID``, ``CORPAUTH_CLIENT_SECRET``, ``CORPAUTH_ISSUER`` and
-``CORPAUTH_SESSION_SECRET`` set, it talks to that Keycloak instead.
+Run ``./scripts/run-example``: it sets ``CORPAUTH_DEVELOPMENT=true``, and in development
+mode without ``CORPAUTH_ISSUER`` the app mounts the package's development authorization
+server under ``/idp`` on the same origin and talks to it over HTTP, exactly as it would to
+the bank (sign in as ``demo`` / ``demo``). Development mode is read like every setting
+(environment, then ``.env``) and works on this machine only. Without it the app needs
+the bank's settings (``CORPAUTH_CLIENT_ID``, ``CORPAUTH_CLIENT_SECRET``,
+``CORPAUTH_ISSUER``, ``CORPAUTH_SESSION_SECRET``, ``CORPAUTH_REDIRECT_URI``) and refuses
+to start without them.
 """
 
 from __future__ import annotations
@@ -12,58 +15,115 @@ from __future__ import annotations
 import html
 import os
 import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from fastapi_corpauth import CorpAuth, CorpAuthSettings, SignedInUser
+from fastapi_corpauth import ConfigurationError, CorpAuth, CorpAuthSettings, SignedInUser
 from fastapi_corpauth.devserver import DevClient, create_devserver
 
 from . import pages
+from .hosts import on_this_machine
 
 DEV_CLIENT_ID = "corp-app"
 DEV_CLIENT_SECRET = "dev-secret"  # noqa: S105 - the development server's published secret
 
 
-def load_settings(environ: dict[str, str] | None = None) -> tuple[CorpAuthSettings, bool]:
-    """Settings from the environment, or the development server's when none are set."""
-    environ = dict(os.environ if environ is None else environ)
-    if environ.get("CORPAUTH_ISSUER"):
-        return CorpAuthSettings(), False
-    public_url = environ.get("EXAMPLE_PUBLIC_URL", "http://127.0.0.1:8000").rstrip("/")
-    return (
-        CorpAuthSettings(
-            client_id=DEV_CLIENT_ID,
-            client_secret=DEV_CLIENT_SECRET,
-            issuer=f"{public_url}/idp/realms/bog",
-            api_base_url=f"{public_url}/idp/api",
-            # A fresh key per start: development sessions end when the server restarts.
-            session_secret=environ.get("CORPAUTH_SESSION_SECRET") or secrets.token_urlsafe(32),
-            login_redirect=True,
-            logout_at_provider=True,
-        ),
-        True,
+class ExampleMode(BaseSettings):
+    """Whether the example runs against its embedded development server: decided from
+    the same sources as every setting, the environment and then ``.env``."""
+
+    model_config = SettingsConfigDict(env_prefix="CORPAUTH_", env_file=".env", extra="ignore")
+
+    development: bool = False
+    issuer: str | None = None
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+) -> tuple[CorpAuthSettings, str | None]:
+    """The app's settings, and the public URL of the embedded development server's app
+    when it runs one (development mode without an issuer), else None.
+
+    Raises:
+        ConfigurationError: settings are missing, or development mode was asked for a
+            public address (the development server would be anyone's bank).
+    """
+    env = dict(os.environ if environ is None else environ)
+    mode = ExampleMode() if environ is None else ExampleMode(_env_file=None, **_mode_values(env))
+    if not (mode.development and not mode.issuer):
+        return CorpAuthSettings(), None
+    public_url = env.get("EXAMPLE_PUBLIC_URL") or "http://127.0.0.1:8000"
+    public_url = public_url.rstrip("/")
+    if not on_this_machine(urlsplit(public_url).hostname):
+        raise ConfigurationError(
+            f"development mode serves a demo bank with a published password: it runs on "
+            f"this machine only, not at {public_url}",
+            variables=("CORPAUTH_DEVELOPMENT",),
+        )
+    settings = CorpAuthSettings(
+        client_id=DEV_CLIENT_ID,
+        client_secret=DEV_CLIENT_SECRET,
+        issuer=f"{public_url}/idp/realms/bog",
+        api_base_url=f"{public_url}/idp/api",
+        # A fresh key per start: development sessions end when the server restarts.
+        session_secret=env.get("CORPAUTH_SESSION_SECRET") or secrets.token_urlsafe(32),
+        development=True,
+        login_redirect=True,
+        logout_at_provider=True,
     )
+    return settings, public_url
+
+
+def _mode_values(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        name: env[f"CORPAUTH_{name.upper()}"]
+        for name in ("development", "issuer")
+        if f"CORPAUTH_{name.upper()}" in env
+    }
 
 
 def create_app(
     settings: CorpAuthSettings | None = None,
     *,
-    development: bool | None = None,
+    development_url: str | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
+    """The example app; with ``development_url`` it embeds the development server.
+
+    The embedded server's test controls (``/idp/_dev/...``) need a token that is new at
+    every start and printed then (``EXAMPLE_DEV_TOKEN`` chooses it, for tests).
+    """
     if settings is None:
-        settings, development = load_settings()
+        settings, development_url = load_settings()
     corpauth = CorpAuth(settings, transport=transport)
-    app = FastAPI(title="fastapi-corpauth example", lifespan=corpauth.lifespan)
+    dev_token = os.environ.get("EXAMPLE_DEV_TOKEN") or secrets.token_urlsafe(16)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with corpauth.lifespan(app):
+            if development_url is not None:
+                print(
+                    f"Development bank at {development_url}/idp (sign in as demo / demo); "
+                    f"its test controls need the header X-Dev-Token: {dev_token}",
+                    flush=True,
+                )
+            yield
+
+    app = FastAPI(title="fastapi-corpauth example", lifespan=lifespan)
     app.state.corpauth = corpauth
-    if development:
+    if development_url is not None:
         app.mount(
             "/idp",
             create_devserver(
-                clients=(DevClient(client_id=DEV_CLIENT_ID, client_secret=DEV_CLIENT_SECRET),)
+                clients=(DevClient(client_id=DEV_CLIENT_ID, client_secret=DEV_CLIENT_SECRET),),
+                dev_token=dev_token,
             ),
         )
 
@@ -160,10 +220,12 @@ def create_app(
         )
         return pages.layout(language, text["signed_out"], body, path="/signed-out")
 
-    # Company data for anonymous callers: a demonstration of api_client that the load and
-    # worker tests use. A real app puts Depends(corpauth.current_user) on such a route.
     @app.get("/api/accounts")
-    async def accounts_json(bank: httpx.AsyncClient = Depends(corpauth.api_client)) -> Any:
+    async def accounts_json(
+        user: SignedInUser = Depends(corpauth.current_user),
+        bank: httpx.AsyncClient = Depends(corpauth.api_client),
+    ) -> Any:
+        """The company's accounts as JSON, for a signed-in customer only."""
         response = await bank.get("accounts")
         return response.json()
 

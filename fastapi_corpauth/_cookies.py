@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import Request, Response
 
 from ._config import CookieOptions
+from ._net import is_loopback
 from ._sealing import Sealer
 from ._signing import CookieSigner
-from ._web import is_loopback
 
 __all__ = ["SessionCookies", "SignInCookie", "secure_cookie"]
 

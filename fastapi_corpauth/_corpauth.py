@@ -333,10 +333,19 @@ class CorpAuth:
         """The sign-in routes (``/login``, ``/callback``, ``/logout``) to include in the app.
 
         Raises:
-            ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set.
+            ConfigurationError: ``CORPAUTH_SESSION_SECRET`` is not set, or
+                ``CORPAUTH_REDIRECT_URI`` is not set outside development.
         """
         cookies = self.cookies
         assert self._sign_in_cookie is not None  # set whenever cookies are
+        settings = self.settings
+        if settings.redirect_uri is None and not settings.development:
+            raise ConfigurationError(
+                "browser sign-in needs CORPAUTH_REDIRECT_URI, the exact callback URL "
+                "registered at the bank (https://your-app/auth/callback); it is taken from "
+                "the request only with CORPAUTH_DEVELOPMENT=true, on this machine",
+                variables=("CORPAUTH_REDIRECT_URI",),
+            )
         if self._router is None:
             self._router = build_router(
                 sign_in=lambda: self._require_running().sign_in,

@@ -103,6 +103,10 @@ _TEXTS: Mapping[str, Mapping[Locale, str]] = {
         "ka": "ბანკის ავტორიზაციის სერვისმა მოულოდნელად უპასუხა. გთხოვთ, მოგვიანებით სცადოთ.",
     },
     "failed_generic": {"en": "Signing in failed.", "ka": "შესვლა ვერ მოხერხდა."},
+    "misconfigured": {
+        "en": "Signing in is not set up correctly here. Please tell the site's operator.",
+        "ka": "შესვლა აქ სწორად არ არის გამართული. გთხოვთ, აცნობოთ საიტის ადმინისტრატორს.",
+    },
     "sign_out": {"en": "Sign out", "ka": "გასვლა"},
     "sign_out_question": {
         "en": "Sign out of this application?",

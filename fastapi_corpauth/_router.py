@@ -33,6 +33,7 @@ from ._errors import (
 )
 from ._fastapi import error_response
 from ._login_protocol import CALLBACK_FIELDS, ResponseMode, fingerprint, safe_redirect_target
+from ._net import is_loopback
 from ._pages import (
     RELAY_MARKER,
     cross_site_page,
@@ -219,7 +220,17 @@ class _LoginHandlers:
         next_url = safe_redirect_target(
             request.query_params.get("next"), default=options.post_login_url
         )
-        redirect_uri = options.redirect_uri or str(request.url_for("corpauth:callback"))
+        redirect_uri = options.redirect_uri
+        if redirect_uri is None:
+            # Development only (CorpAuth refuses the router otherwise): never a callback
+            # URL built from a Host header that someone else chose.
+            if not is_loopback(request.base_url.hostname):
+                error = ConfigurationError(
+                    "development sign-in works on this machine only",
+                    variables=("CORPAUTH_REDIRECT_URI",),
+                )
+                return self._error_page(request, error, locale=locale, next_url=next_url)
+            redirect_uri = str(request.url_for("corpauth:callback"))
         silent = request.query_params.get("prompt") == "none"
         try:
             started = await self._sign_in().start(
@@ -448,6 +459,8 @@ def _describe(exc: CorpAuthError) -> tuple[int, str]:
         return 503, "cannot_confirm"
     if isinstance(exc, StoreUnavailable):
         return 503, "unavailable"
-    if isinstance(exc, TokenError | ConfigurationError):
+    if isinstance(exc, ConfigurationError):
+        return error_response(exc).status_code, "misconfigured"
+    if isinstance(exc, TokenError):
         return error_response(exc).status_code, "bank_unexpected"
     return 400, "failed_generic"

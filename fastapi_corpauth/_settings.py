@@ -17,7 +17,14 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from ._config import (
@@ -34,12 +41,26 @@ from ._config import (
     VerificationPolicy,
 )
 from ._errors import ConfigurationError
+from ._net import is_loopback
 
 __all__ = ["CorpAuthSettings"]
 
 ENV_PREFIX = "CORPAUTH_"
 
 logger = logging.getLogger("fastapi_corpauth.settings")
+
+
+def cookie_name(name: str, secure: bool | None, path: str, domain: str | None) -> str:
+    """``name`` with the prefix browsers enforce for Secure cookies.
+
+    ``__Host-`` (Secure, ``Path=/``, no ``Domain``: the cookie cannot be set or replaced
+    by another host or path) when it applies, else ``__Secure-`` for a Secure cookie.
+    """
+    if secure is not True:
+        return name
+    if path == "/" and domain is None:
+        return "__Host-" + name
+    return "__Secure-" + name
 
 
 def _check_http_url(value: str | None) -> str | None:
@@ -208,8 +229,13 @@ class CorpAuthSettings(BaseSettings):
     )
     cookie_secure: bool | None = Field(
         default=None,
-        description="Secure flag of the session cookie: true, false, or auto (unset), which "
-        "is Secure on every request except plain-http localhost.",
+        description="Secure flag of the cookies: auto (unset) follows CORPAUTH_REDIRECT_URI "
+        "(https: Secure, and the __Host- prefix); false only in development.",
+    )
+    development: bool = Field(
+        default=False,
+        description="Local development: the callback URL may come from the request (loopback "
+        "hosts only) and plain http is allowed on loopback. Never in production.",
     )
     cookie_samesite: Literal["lax", "strict"] = Field(
         default="lax", description="SameSite of the session cookie: lax or strict."
@@ -320,6 +346,22 @@ class CorpAuthSettings(BaseSettings):
     def variable_names(cls) -> tuple[str, ...]:
         """Every ``CORPAUTH_*`` variable these settings read, in field order."""
         return tuple(ENV_PREFIX + name.upper() for name in cls.model_fields)
+
+    @model_validator(mode="after")
+    def _safe_for_production(self) -> CorpAuthSettings:
+        uri = urlsplit(self.redirect_uri) if self.redirect_uri else None
+        if uri is not None and uri.scheme == "http" and not is_loopback(uri.hostname):
+            raise ValueError(
+                "CORPAUTH_REDIRECT_URI must be https: plain http is for loopback development"
+            )
+        if self.development and uri is not None and not is_loopback(uri.hostname):
+            raise ValueError(
+                "CORPAUTH_DEVELOPMENT is for this machine only, but CORPAUTH_REDIRECT_URI "
+                "names another host"
+            )
+        if self.cookie_secure is False and not self.development:
+            raise ValueError("CORPAUTH_COOKIE_SECURE=false is only allowed in development")
+        return self
 
     @field_validator("cookie_secure", mode="before")
     @classmethod
@@ -502,14 +544,19 @@ class CorpAuthSettings(BaseSettings):
 
     def sign_in_cookie_name(self) -> str:
         """The cookie holding the sign-ins in progress, named after the session cookie."""
-        return self.session_cookie + "_signin"
+        return self.cookie_options().name + "_signin"
 
     def cookie_options(self) -> CookieOptions:
+        """The cookies' attributes: Secure decided by the configured callback URL, not by
+        a request's Host header (which a TLS proxy may not pass on)."""
+        secure = self.cookie_secure
+        if secure is None and self.redirect_uri is not None:
+            secure = urlsplit(self.redirect_uri).scheme == "https"
         return CookieOptions(
-            name=self.session_cookie,
+            name=cookie_name(self.session_cookie, secure, self.cookie_path, self.cookie_domain),
             path=self.cookie_path,
             domain=self.cookie_domain,
-            secure=self.cookie_secure,
+            secure=secure,
             samesite=self.cookie_samesite,
             max_age=self.session_max_age,
         )

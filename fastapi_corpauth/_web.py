@@ -7,7 +7,6 @@ package's own errors.
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import Request
@@ -16,21 +15,9 @@ from starlette.routing import NoMatchFound
 
 from ._errors import CallbackInvalid
 
-__all__ = ["MAX_FORM_BYTES", "is_loopback", "login_url", "read_form", "request_path"]
+__all__ = ["MAX_FORM_BYTES", "login_url", "read_form", "request_path"]
 
 MAX_FORM_BYTES = 64 * 1024
-
-
-def is_loopback(host: str | None) -> bool:
-    """Whether ``host`` is this machine: the only place a cookie may skip Secure."""
-    if not host:
-        return False
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def request_path(request: Request) -> str:

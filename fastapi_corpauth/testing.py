@@ -125,6 +125,7 @@ class DevServer:
             "CORPAUTH_CLIENT_ID": self.client_id,
             "CORPAUTH_CLIENT_SECRET": self.client_secret,
             "CORPAUTH_SESSION_SECRET": self.session_secret,
+            "CORPAUTH_DEVELOPMENT": "true",
         }
 
     def settings(self, **overrides: Any) -> CorpAuthSettings:
@@ -139,6 +140,7 @@ class DevServer:
             "issuer": self.issuer,
             "api_base_url": self.api_base_url,
             "session_secret": self.session_secret,
+            "development": True,
         }
         values.update(overrides)
         return CorpAuthSettings(_env_file=None, **values)

@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--implicit-token-lifetime", type=float, default=900.0, metavar="SECONDS")
     parser.add_argument(
+        "--dev-token",
+        default=None,
+        metavar="TOKEN",
+        help="the X-Dev-Token header the /_dev test controls require (default: a random "
+        "one, printed on start)",
+    )
+    parser.add_argument(
         "--sso-idle",
         type=float,
         default=SSO_SESSION_LIFETIME,
@@ -116,6 +123,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         token_lifetime=args.token_lifetime,
         sso_idle=args.sso_idle,
         sso_max=args.sso_max,
+        dev_token=args.dev_token,
         clients=[*(args.clients or DEFAULT_CLIENTS), *args.public_clients],
         users=args.users or DEFAULT_USERS,
         implicit_token_lifetime=args.implicit_token_lifetime,
@@ -162,6 +170,9 @@ def settings_lines(args: argparse.Namespace, *, session_secret: str) -> list[str
     if not client.public:
         lines.append(f"CORPAUTH_CLIENT_SECRET={client.client_secret}")
     lines.append(f"CORPAUTH_SESSION_SECRET={session_secret}")
+    # The callback URL then comes from the request, on this machine only; production
+    # sets CORPAUTH_REDIRECT_URI instead.
+    lines.append("CORPAUTH_DEVELOPMENT=true")
     return lines
 
 
@@ -177,6 +188,9 @@ def banner(args: argparse.Namespace, *, session_secret: str) -> str:
             "",
             *settings_lines(args, session_secret=session_secret),
             "",
+            f"Test controls under {public_url(args)}/_dev/ need the header "
+            f"X-Dev-Token: {args.dev_token}",
+            "",
         ]
     )
 
@@ -187,6 +201,8 @@ MISSING_UVICORN = "the development server needs uvicorn: pip install 'fastapi-co
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, print the settings to paste and serve until interrupted."""
     args = build_parser().parse_args(argv)
+    if args.dev_token is None:
+        args.dev_token = secrets.token_urlsafe(16)
     try:
         import uvicorn
     except ImportError:

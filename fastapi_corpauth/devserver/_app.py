@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -328,6 +328,7 @@ def create_devserver(
     sso_idle: float = SSO_SESSION_LIFETIME,
     sso_max: float = SSO_SESSION_MAX,
     revoke_refresh_tokens: bool = True,
+    dev_token: str | None = None,
 ) -> FastAPI:
     """Build a Keycloak-compatible authorization server plus a sample protected bank API.
 
@@ -340,6 +341,10 @@ def create_devserver(
     Browser sessions end after ``sso_idle`` seconds without a refresh and ``sso_max``
     after the sign-in (Keycloak's SSO Session Idle and Max); with
     ``revoke_refresh_tokens`` each refresh token works once.
+
+    ``dev_token``, when given, guards the ``/_dev`` controls (revoking every token,
+    faults, ending sessions): they answer 404 unless the request carries it in an
+    ``X-Dev-Token`` header. A server reachable by anyone else must have one.
     """
     resolved_flavour = FLAVOURS[flavour] if isinstance(flavour, str) else flavour
     state = DevServerState(
@@ -462,16 +467,26 @@ def create_devserver(
             return JSONResponse({"error": "account_not_found"}, status_code=404)
         return JSONResponse(account.as_json())
 
-    @app.post("/_dev/not-before")
+    async def dev_token_given(request: Request) -> None:
+        """The controls answer only a caller that knows the server's dev token."""
+        if dev_token is None:
+            return
+        given = request.headers.get("x-dev-token", "")
+        if not hmac.compare_digest(given.encode(), dev_token.encode()):
+            raise HTTPException(status_code=404)
+
+    controls = APIRouter(prefix="/_dev", dependencies=[Depends(dev_token_given)])
+
+    @controls.post("/not-before")
     async def push_not_before() -> dict[str, Any]:
         state.push_not_before()
         return state.stats()
 
-    @app.get("/_dev/stats")
+    @controls.get("/stats")
     async def stats() -> dict[str, Any]:
         return state.stats()
 
-    @app.post("/_dev/faults")
+    @controls.post("/faults")
     async def set_faults(config: FaultConfig) -> Response:
         try:
             plan = state.set_faults(**config.model_dump())
@@ -479,12 +494,12 @@ def create_devserver(
             return JSONResponse({"detail": str(exc)}, status_code=422)
         return JSONResponse(asdict(plan))
 
-    @app.delete("/_dev/faults", status_code=204)
+    @controls.delete("/faults", status_code=204)
     async def clear_faults() -> Response:
         state.clear_faults()
         return Response(status_code=204)
 
-    @app.post("/_dev/users/{username}/tokens")
+    @controls.post("/users/{username}/tokens")
     async def mint_tokens(username: str, request: Request, config: MintRequest) -> Response:
         """A customer's tokens as a sign-in of ``client_id`` would issue them, without the
         sign-in pages: for load tests and desktop-app tests in other processes."""
@@ -500,19 +515,20 @@ def create_devserver(
         body = {k: v for k, v in asdict(issued).items() if v is not None}
         return JSONResponse({**body, "token_type": "Bearer"}, headers=NO_STORE)
 
-    @app.post("/_dev/sso/end")
+    @controls.post("/sso/end")
     async def end_sso_sessions() -> dict[str, int]:
         """Sign every browser out at the server, as an administrator can."""
         return {"ended": state.end_sso_sessions()}
 
-    @app.post("/_dev/keys/rotate")
+    @controls.post("/keys/rotate")
     async def rotate_keys(config: KeyRotation) -> dict[str, Any]:
         key = state.rotate_keys(grace=config.grace)
         return {"kid": key.kid, "published": [k.kid for k in state.published_keys()]}
 
-    @app.post("/_dev/reset")
+    @controls.post("/reset")
     async def reset_counters() -> dict[str, Any]:
         state.reset_counters()
         return state.stats()
 
+    app.include_router(controls)
     return app

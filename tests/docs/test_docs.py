@@ -37,7 +37,7 @@ from example_app.__main__ import build_parser as example_parser
 from fastapi_corpauth import CorpAuthSettings
 from fastapi_corpauth.devserver.__main__ import build_parser as devserver_parser
 from fastapi_corpauth.testing import DevServer
-from tests.e2e.processes import ROOT, free_port, running
+from tests.e2e.processes import DEV_TOKEN, ROOT, free_port, running
 
 DOCS = ROOT / "docs"
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md"))
@@ -98,7 +98,7 @@ PYTHON_PAGES = [p for p in [*PAGES, README] if any(b.lang in ("python", "py") fo
 def devserver_environ() -> Iterator[dict[str, str]]:
     """A devserver process; the ``CORPAUTH_*`` lines it printed, as an environment."""
     port = free_port()
-    args = ["-m", "fastapi_corpauth.devserver", "--port", str(port)]
+    args = ["-m", "fastapi_corpauth.devserver", "--port", str(port), "--dev-token", DEV_TOKEN]
     url = f"http://127.0.0.1:{port}"
     with running(args, ready_url=url + "/_dev/stats", log_stdout=True) as log:
         lines = [line for line in log.read_text().splitlines() if line.startswith("CORPAUTH_")]
@@ -240,7 +240,9 @@ async def check_sessions(page: Page, environ: dict[str, str]) -> None:
 async def check_verifying_tokens(page: Page, environ: dict[str, str]) -> None:
     base = environ["CORPAUTH_ISSUER"].split("/realms/")[0]
     async with httpx.AsyncClient() as http:
-        customer = await http.post(base + "/_dev/users/demo/tokens", json={})
+        customer = await http.post(
+            base + "/_dev/users/demo/tokens", json={}, headers={"X-Dev-Token": DEV_TOKEN}
+        )
         service = await http.post(
             environ["CORPAUTH_ISSUER"] + "/protocol/openid-connect/token",
             data={"grant_type": "client_credentials"},
@@ -399,6 +401,11 @@ def test_python_blocks_are_in_ruffs_format() -> None:
             assert formatted == block.code, f"{page}:{block.line} is not in ruff's format"
 
 
+def _random_line(line: str) -> bool:
+    """A printed line whose value is new at every start (a secret, the dev token)."""
+    return "SESSION_SECRET" in line or "X-Dev-Token" in line
+
+
 def test_the_printed_settings_shown_in_the_docs_are_what_the_devserver_prints() -> None:
     from fastapi_corpauth.devserver.__main__ import banner
 
@@ -411,8 +418,8 @@ def test_the_printed_settings_shown_in_the_docs_are_what_the_devserver_prints() 
     assert shown
     printed = banner(devserver_parser().parse_args([]), session_secret="SECRET")
     for text in shown:
-        expected = [line for line in printed.splitlines() if "SESSION_SECRET" not in line]
-        actual = [line for line in text.splitlines() if "SESSION_SECRET" not in line]
+        expected = [line for line in printed.splitlines() if not _random_line(line)]
+        actual = [line for line in text.splitlines() if not _random_line(line)]
         assert actual == expected[: len(actual)]
         assert len(actual) >= len(expected) - 1
 

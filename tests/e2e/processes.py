@@ -16,6 +16,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The token the tests' development servers guard their /_dev controls with.
+DEV_TOKEN = "e2e-dev-controls-token"
+DEV_HEADERS = {"X-Dev-Token": DEV_TOKEN}
 
 
 def free_port() -> int:
@@ -44,8 +47,9 @@ def running(
     ready_url: str,
     env: Mapping[str, str] | None = None,
     log_stdout: bool = False,
+    cwd: Path = ROOT,
 ) -> Iterator[Path]:
-    """Run ``python args...`` from the project root until the block ends.
+    """Run ``python args...`` from the project root (or ``cwd``) until the block ends.
 
     ``CORPAUTH_*`` variables of the test run are not inherited, only those in ``env``.
     Yields the path of the process's stderr log (a file, so a chatty server can never
@@ -59,7 +63,7 @@ def running(
     with log_path.open("wb") as stderr:
         process = subprocess.Popen(
             [sys.executable, *args],
-            cwd=ROOT,
+            cwd=cwd,
             env=full_env,
             stdout=stderr if log_stdout else subprocess.DEVNULL,
             stderr=stderr,

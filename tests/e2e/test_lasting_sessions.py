@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.e2e.browser import browser
-from tests.e2e.processes import free_port, running
+from tests.e2e.processes import DEV_HEADERS, DEV_TOKEN, free_port, running
 from tests.support import page_form
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +34,7 @@ SESSION_SECRET = "lasting-sessions-e2e-secret-0123456789"
 def devserver() -> Iterator[str]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    args = ["-m", "fastapi_corpauth.devserver", "--port", str(port)]
+    args = ["-m", "fastapi_corpauth.devserver", "--port", str(port), "--dev-token", DEV_TOKEN]
     args += ["--token-lifetime", str(LIFETIME), "--implicit-token-lifetime", str(LIFETIME)]
     with running(args, ready_url=base + "/_dev/stats"):
         yield base
@@ -53,6 +53,7 @@ def example_app(idp: str, **settings: str) -> Iterator[str]:
         "CORPAUTH_LOGIN_REDIRECT": "true",
         "CORPAUTH_LOGOUT_AT_PROVIDER": "true",
         "CORPAUTH_REDIS_TIMEOUT": "2.0",
+        "CORPAUTH_REDIRECT_URI": f"{base}/auth/callback",
         **{f"CORPAUTH_{name.upper()}": value for name, value in settings.items()},
     }
     args = ["-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
@@ -61,7 +62,7 @@ def example_app(idp: str, **settings: str) -> Iterator[str]:
 
 
 def stats(idp: str) -> dict[str, Any]:
-    answer: dict[str, Any] = httpx.get(idp + "/_dev/stats", timeout=5).json()
+    answer: dict[str, Any] = httpx.get(idp + "/_dev/stats", headers=DEV_HEADERS, timeout=5).json()
     return answer
 
 
@@ -167,7 +168,7 @@ def test_an_sso_session_ended_at_the_bank_leads_to_the_sign_in_form(chromium: An
         context = chromium.new_context()
         page = context.new_page()
         sign_in_with_the_form(page, base)
-        httpx.post(idp + "/_dev/sso/end", timeout=5).raise_for_status()
+        httpx.post(idp + "/_dev/sso/end", headers=DEV_HEADERS, timeout=5).raise_for_status()
         time.sleep(LIFETIME + 0.5)
         page.goto(base + "/accounts")
         page.wait_for_selector("#username")  # the bank asks for the password again

@@ -20,7 +20,7 @@ import httpx
 import pytest
 import redis
 
-from tests.e2e.processes import free_port, running
+from tests.e2e.processes import DEV_HEADERS, DEV_TOKEN, free_port, running
 from tests.redis_server import RedisServer
 from tests.support import page_form
 
@@ -51,6 +51,8 @@ def devserver() -> Iterator[str]:
         str(TOKEN_LIFETIME),
         "--client",
         f"{CLIENT_ID}:{CLIENT_SECRET}",
+        "--dev-token",
+        DEV_TOKEN,
     ]
     with running(args, ready_url=base + "/_dev/stats"):
         yield base
@@ -63,6 +65,7 @@ def app_env(idp: str, redis_url: str | None) -> dict[str, str]:
         "CORPAUTH_ISSUER": f"{idp}/realms/bog",
         "CORPAUTH_API_BASE_URL": f"{idp}/api",
         "CORPAUTH_SESSION_SECRET": SESSION_SECRET,
+        "CORPAUTH_DEVELOPMENT": "true",
         "CORPAUTH_TOKEN_LEEWAY": "0.5",
         "CORPAUTH_TOKEN_REFRESH_WINDOW": "0.5",
         # Generous: a loaded machine must not look like a Redis outage. A stopped Redis
@@ -75,10 +78,10 @@ def app_env(idp: str, redis_url: str | None) -> dict[str, str]:
 
 
 @contextmanager
-def example_app(idp: str, redis_url: str | None, *, workers: int = 1) -> Iterator[tuple[str, Path]]:
+def plugin_app(idp: str, redis_url: str | None, *, workers: int = 1) -> Iterator[tuple[str, Path]]:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    args = ["-m", "uvicorn", "example_app.main:app", "--host", "127.0.0.1", "--port", str(port)]
+    args = ["-m", "uvicorn", "tests.e2e.app:app", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--workers", str(workers), "--no-access-log"]
     with running(args, ready_url=base + "/", env=app_env(idp, redis_url)) as log:
         yield base, log
@@ -114,7 +117,8 @@ async def load(
 
 
 def token_requests(idp: str) -> int:
-    return int(httpx.get(idp + "/_dev/stats", timeout=5).json()["token_requests"])
+    stats = httpx.get(idp + "/_dev/stats", headers=DEV_HEADERS, timeout=5).json()
+    return int(stats["token_requests"])
 
 
 def measure_workers(idp: str, redis_url: str | None, workers: int) -> tuple[int, Counter[int]]:
@@ -124,9 +128,9 @@ def measure_workers(idp: str, redis_url: str | None, workers: int) -> tuple[int,
     worker is certain to get traffic: the kernel may hand a short burst to only some of
     a shared socket's workers.
     """
-    httpx.post(idp + "/_dev/reset", timeout=5).raise_for_status()
+    httpx.post(idp + "/_dev/reset", headers=DEV_HEADERS, timeout=5).raise_for_status()
     with ExitStack() as stack:
-        bases = [stack.enter_context(example_app(idp, redis_url))[0] for _ in range(workers)]
+        bases = [stack.enter_context(plugin_app(idp, redis_url))[0] for _ in range(workers)]
         statuses = asyncio.run(load([base + "/api/accounts" for base in bases], LOAD_SECONDS))
         return token_requests(idp), statuses
 
@@ -199,8 +203,8 @@ def home(base: str, session: str) -> str:
 def test_a_sign_in_started_on_one_process_completes_on_another(redis_url: str) -> None:
     with (
         devserver() as idp,
-        example_app(idp, redis_url) as (a, _),
-        example_app(idp, redis_url) as (b, _),
+        plugin_app(idp, redis_url) as (a, _),
+        plugin_app(idp, redis_url) as (b, _),
     ):
         session = sign_in(a, b, idp)
         assert 'id="who"' in home(a, session)
@@ -215,7 +219,7 @@ def test_a_sign_in_started_on_one_process_completes_on_another(redis_url: str) -
 
 def test_redis_stopped_mid_load_and_restarted(own_redis_server: RedisServer) -> None:
     url = own_redis_server.url
-    with devserver() as idp, example_app(idp, url, workers=2) as (base, log):
+    with devserver() as idp, plugin_app(idp, url, workers=2) as (base, log):
         session = sign_in(base, base, idp)
         assert 'id="who"' in home(base, session)
         paths = [base + "/", base + "/api/accounts", base + "/accounts"]

@@ -418,7 +418,8 @@ async def open_site(
     """Start a site; ``overrides`` are settings (``session_secret`` defaults to [KEY_1])."""
     clock = clock or FakeClock()
     bank = MockBank(clock)
-    values: dict[str, Any] = {"session_secret": KEY_1}
+    # Development: the callback URL comes from the request, as on a laptop.
+    values: dict[str, Any] = {"session_secret": KEY_1, "development": True}
     values.update(overrides)
     corpauth = CorpAuth(
         settings(**values), transport=bank.transport(), clock=clock, session_store=session_store

@@ -28,6 +28,7 @@ from fastapi_corpauth._signing import CookieSigner
 from fastapi_corpauth._store import Record
 from tests.integration.router_support import (
     AUTHORIZE_URL,
+    COOKIE,
     KEY_1,
     KEY_2,
     LOGOUT_URL,
@@ -125,8 +126,6 @@ async def test_each_login_gets_its_own_state(site: Site) -> None:
         ("http://localhost", False),
         ("http://127.0.0.1:8000", False),
         ("http://app.localhost", False),
-        ("https://app.example", True),
-        ("http://app.example", True),
         ("https://localhost", True),
     ],
 )
@@ -165,9 +164,61 @@ async def test_the_five_newest_sign_ins_of_a_browser_stay_usable(site: Site) -> 
 
 
 async def test_configured_redirect_uri_wins() -> None:
-    async with open_site(redirect_uri="https://app.example:8443/auth/callback?x=1") as site:
-        params = await (await site.browser()).login()
-        assert params["redirect_uri"] == "https://app.example:8443/auth/callback?x=1"
+    production: dict[str, Any] = {
+        "development": False,
+        "redirect_uri": "https://app.example:8443/cb?x=1",
+    }
+    async with open_site(**production) as site:
+        params = await (await site.browser("https://whatever.example")).login()
+        assert params["redirect_uri"] == "https://app.example:8443/cb?x=1"
+
+
+@pytest.mark.parametrize("host", ["https://app.example", "http://app.example", "http://10.0.0.8"])
+async def test_development_never_builds_a_callback_url_for_another_host(host: str) -> None:
+    """A Host header is the client's choice: in development only this machine's count."""
+    async with open_site() as site:
+        browser = await site.browser(host)
+        response = await browser.get("/auth/login")
+        assert response.status_code == 503
+        assert error_code(response) == "configuration_error"
+        assert "not set up correctly" in response.text
+        assert set_cookie(response, SIGNIN_COOKIE) is None
+
+
+async def test_outside_development_the_callback_url_must_be_configured() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        CorpAuth(settings(session_secret=KEY_1)).router  # noqa: B018
+    assert info.value.variables == ("CORPAUTH_REDIRECT_URI",)
+    assert "CORPAUTH_DEVELOPMENT" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "problem"),
+    [
+        ({"redirect_uri": "http://app.example/auth/callback"}, "must be https"),
+        ({"redirect_uri": "https://app.example/cb", "development": True}, "this machine only"),
+        ({"redirect_uri": "https://app.example/cb", "cookie_secure": False}, "development"),
+    ],
+)
+def test_settings_that_are_unsafe_in_production_are_refused(
+    overrides: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=problem):
+        settings(session_secret=KEY_1, **overrides)
+
+
+async def test_an_https_callback_url_means_host_prefixed_secure_cookies() -> None:
+    production: dict[str, Any] = {
+        "development": False,
+        "redirect_uri": "https://app.example/auth/callback",
+    }
+    async with open_site(**production) as site:
+        # Behind a TLS proxy the app may see plain http: the configured URL decides.
+        browser = await site.browser("http://app.example")
+        login = await browser.get("/auth/login")
+        pending = set_cookie(login, "__Host-" + SIGNIN_COOKIE)
+        assert pending is not None and "secure" in pending and pending["path"] == "/"
+        assert "domain" not in pending
 
 
 @pytest.mark.parametrize(
@@ -717,11 +768,24 @@ async def test_session_id_is_renewed_at_sign_in(site: Site) -> None:
 
 
 async def test_signed_in_cookie_on_https_is_secure() -> None:
-    async with open_site() as site:
+    production: dict[str, Any] = {
+        "development": False,
+        "redirect_uri": "https://app.example/auth/callback",
+    }
+    async with open_site(**production) as site:
         browser = await site.browser("https://app.example")
-        response = await sign_in(site, browser)
-        cookie = set_cookie(response)
-        assert cookie is not None and "secure" in cookie
+        params = await browser.get("/auth/login")
+        state = dict(parse_qsl(urlsplit(params.headers["location"]).query))["state"]
+        pending = set_cookie(params, "__Host-" + SIGNIN_COOKIE)
+        assert pending is not None
+        response = await browser.post(
+            "/auth/callback",
+            data={"corpauth_relay": "fragment", **token_fields(state, new_token(site))},
+            headers={"Cookie": f"__Host-{SIGNIN_COOKIE}={pending['value']}"},
+        )
+        cookie = set_cookie(response, "__Host-" + COOKIE)
+        assert cookie is not None and "secure" in cookie and "httponly" in cookie
+        assert cookie["samesite"].lower() == "lax" and cookie["path"] == "/"
 
 
 async def test_fixated_cookie_is_useless_after_sign_in(site: Site) -> None:

@@ -41,8 +41,9 @@ CLIENT_ID = "corp-app"
 CLIENT_SECRET = "s3cr+t%2F:ü ok-Security-Suite"
 SESSION_KEY = "security-suite-signing-key-0123456789"
 OTHER_KEY = "security-suite-other-key-9876543210"
-COOKIE = "corpauth_session"
-SIGNIN_COOKIE = "corpauth_session_signin"
+#: The app's callback URL is https, so its cookies carry the __Host- prefix.
+COOKIE = "__Host-corpauth_session"
+SIGNIN_COOKIE = "__Host-corpauth_session_signin"
 
 #: Every error code a refusal of the router or a dependency may carry.
 KNOWN_CODES = frozenset(
