@@ -63,6 +63,7 @@ from ._login_protocol import (
     parse_callback,
     pkce_pair,
     raise_for_error,
+    safe_redirect_target,
 )
 from ._protocol import (
     authorization_code_request,
@@ -314,7 +315,9 @@ class SignIn:
             replaces=session_id,
             silent=login.silent,
         )
-        return CompletedSignIn(session_id=new_id, next_url=login.next_url)
+        # Checked again, though it was checked at /login and travelled sealed.
+        next_url = safe_redirect_target(login.next_url, default=self.options.post_login_url)
+        return CompletedSignIn(session_id=new_id, next_url=next_url)
 
     async def _claim(self, state: str | None, pending: Sequence[PendingLogin]) -> PendingLogin:
         """The pending sign-in ``state`` belongs to, used up now.

@@ -74,7 +74,8 @@ def _client_credentials_grant(context: GrantContext) -> Response:
             "Client not enabled to retrieve service account",
         )
     requested_scope = context.form.get("scope")
-    if requested_scope is not None and not set(requested_scope.split()) <= state.known_scopes:
+    # Keycloak accepts openid here too (an app with one scope setting for both grants).
+    if requested_scope is not None and not set(requested_scope.split()) <= state.login_scopes:
         return oauth_error(400, "invalid_scope", f"Invalid scopes: {requested_scope}")
     issued = state.issue_client_credentials(
         context.client,
