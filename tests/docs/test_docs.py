@@ -275,6 +275,10 @@ async def check_devserver(page: Page, environ: dict[str, str]) -> None:
     async with browser(page.apps()["main.py"], environ) as client:
         discovery = await client.get("/idp/realms/bog/.well-known/openid-configuration")
         assert discovery.json()["issuer"] == "http://localhost/idp/realms/bog"
+        assert (await client.get("/idp/_dev/stats")).status_code == 404
+        token = page.modules["main.py"].dev_token
+        answer = await client.get("/idp/_dev/stats", headers={"X-Dev-Token": token})
+        assert answer.status_code == 200
 
 
 CHECKS: dict[str, Check] = {
