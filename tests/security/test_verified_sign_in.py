@@ -252,3 +252,17 @@ async def test_the_banks_error_code_reaches_the_page_and_the_log(
         await assert_refused(browser, response, "authorization_denied")
         assert '<code id="provider-error">invalid_scope</code>' in response.text
         assert "sign-in refused: authorization_denied (invalid_scope)" in caplog.text
+
+
+async def test_a_cancelled_georgian_sign_in_answers_in_georgian() -> None:
+    async with open_site() as site:
+        browser = await site.browser()
+        login, _ = await browser.start("?lang=ka&next=/me")
+        answer = await browser.authorize(login.headers["location"], cancel=True)
+        _, page = await browser.deliver(answer)
+        assert page.status_code == 403
+        assert '<html lang="ka">' in page.text
+        assert "შესვლა ბანკის გვერდზე გაუქმდა." in page.text  # cancelled at the bank
+        assert 'href="https://app.test/auth/login?lang=ka&amp;next=%2Fme"' in page.text
+        again = await browser.get("https://app.test/auth/login?lang=ka&next=%2Fme")
+        assert "kc_locale=ka" in again.headers["location"]
