@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from starlette.types import Message, Scope
 
 from fastapi_corpauth import MemorySessionStore
 from tests.redis_server import RedisServer
@@ -26,14 +27,14 @@ async def anonymous_logins(site: Site, count: int) -> None:
     """``count`` GET /auth/login from nobody in particular, straight into the app (ASGI)."""
     statuses: set[int] = set()
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         if message["type"] == "http.response.start":
             statuses.add(message["status"])
 
-    scope = {
+    scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
         "http_version": "1.1",
@@ -110,7 +111,7 @@ def dump(client: redis.Redis) -> bytes:
 
 async def test_a_redis_dump_holds_no_token_name_or_address(redis_url: str) -> None:
     raw = redis.Redis.from_url(redis_url)
-    code = {"response_type": "code", "scope": "openid corp", "redis_url": redis_url}
+    code: dict[str, Any] = {"response_type": "code", "scope": "openid corp", "redis_url": redis_url}
     async with open_site(**code) as site:
         browser = await site.browser()
         outcome = await browser.sign_in("?next=/me")
