@@ -118,16 +118,6 @@ def create_app(
 
     app = FastAPI(title="fastapi-corpauth example", lifespan=lifespan)
     app.state.corpauth = corpauth
-    if development_url is not None:
-        app.mount(
-            "/idp",
-            create_devserver(
-                clients=(DevClient(client_id=DEV_CLIENT_ID, client_secret=DEV_CLIENT_SECRET),),
-                dev_token=dev_token,
-            ),
-        )
-
-    app.include_router(corpauth.router, prefix="/auth")
 
     @app.get("/", response_class=HTMLResponse)
     async def home(
@@ -229,6 +219,17 @@ def create_app(
         response = await bank.get("accounts")
         return response.json()
 
+    if development_url is not None:
+        app.mount(
+            "/idp",
+            create_devserver(
+                clients=(DevClient(client_id=DEV_CLIENT_ID, client_secret=DEV_CLIENT_SECRET),),
+                dev_token=dev_token,
+            ),
+        )
+    # Included after the app's own routes: a request is matched against routes in order,
+    # so the sign-in routes (and the development bank) then cost the app's pages nothing.
+    app.include_router(corpauth.router, prefix="/auth")
     return app
 
 

@@ -20,7 +20,6 @@ from ._cookies import SessionCookies, SignInCookie
 from ._customer_api import CustomerClients
 from ._discovery import Discovery
 from ._errors import (
-    BankApiUnavailable,
     ConfigurationError,
     CorpAuthError,
     InvalidToken,
@@ -29,7 +28,7 @@ from ._errors import (
     SessionExpired,
     VerificationError,
 )
-from ._fastapi import http_exception
+from ._fastapi import BankApiClient, http_exception, unreachable
 from ._memory_store import MemorySessionStore
 from ._metadata import ProviderMetadata, fallback_metadata
 from ._router import build_router
@@ -68,7 +67,7 @@ SESSION_SALT = "fastapi_corpauth.session"
 @dataclass(frozen=True)
 class _Running:
     tokens: TokenService
-    api_client: httpx.AsyncClient
+    api_client: BankApiClient
     auth_http: httpx.AsyncClient
     discovery: Discovery
     verifier: TokenVerifier
@@ -254,7 +253,7 @@ class CorpAuth:
             )
             # The customers' calls share one pool of their own, closed with the app.
             customer_pool = self._api_transport or httpx.AsyncHTTPTransport(trust_env=False)
-            async with httpx.AsyncClient(
+            async with BankApiClient(
                 base_url=settings.api_base_url.rstrip("/") + "/",
                 transport=self._api_transport,
                 auth=BankTokenAuth(tokens),
@@ -404,6 +403,13 @@ class CorpAuth:
             )
         return self._cookies
 
+    def _require_running_answer(self) -> _Running:
+        """``_require_running`` for a dependency: not started answers 503."""
+        try:
+            return self._require_running()
+        except CorpAuthError as exc:
+            raise http_exception(exc) from exc
+
     def _require_running(self) -> _Running:
         if self._running is None:
             error = LifespanNotStarted(
@@ -457,8 +463,9 @@ class BearerTokenDependency:
         self._corpauth = corpauth
 
     async def __call__(self) -> str:
+        running = self._corpauth._running or self._corpauth._require_running_answer()
         try:
-            token = await self._corpauth.get_token()
+            token = await running.tokens.get_token()
         except CorpAuthError as exc:
             raise http_exception(exc) from exc
         return token.access_token
@@ -468,27 +475,19 @@ class ApiClientDependency:
     """``Depends(corpauth.api_client)``: an ``httpx.AsyncClient`` for the bank API.
 
     Paths are relative to ``api_base_url``; each request carries a valid token and is
-    retried once with a fresh token if the bank answers 401. Token failures raised while
-    the route uses the client become 502/503 with a stable code, and so does a bank API
-    that cannot be reached or times out (``bank_api_unavailable``), unless the route
-    handles ``httpx`` errors itself.
+    retried once with a fresh token if the bank answers 401. A token that cannot be
+    obtained, and a bank API that cannot be reached or times out
+    (``bank_api_unavailable``), answer the request with 502/503 and a stable code: the
+    client raises the ``HTTPException`` (``BankApiClient``), whose ``__cause__`` is the
+    library's error for a route that handles it itself.
     """
 
     def __init__(self, corpauth: CorpAuth) -> None:
         self._corpauth = corpauth
 
-    async def __call__(self) -> AsyncIterator[httpx.AsyncClient]:
-        try:
-            client = self._corpauth._require_running().api_client
-        except CorpAuthError as exc:
-            raise http_exception(exc) from exc
-        try:
-            yield client
-        except CorpAuthError as exc:
-            raise http_exception(exc) from exc
-        except httpx.TransportError as exc:
-            error = BankApiUnavailable(f"bank API unreachable ({type(exc).__name__})")
-            raise http_exception(error) from exc
+    async def __call__(self) -> httpx.AsyncClient:
+        running = self._corpauth._running or self._corpauth._require_running_answer()
+        return running.api_client
 
 
 #: Pages and answers about a signed-in customer must not be kept by any cache, and a
@@ -629,8 +628,8 @@ class UserApiClientDependency:
         except CorpAuthError as exc:
             raise http_exception(exc) from exc
         except httpx.TransportError as exc:
-            error = BankApiUnavailable(f"bank API unreachable ({type(exc).__name__})")
-            raise http_exception(error) from exc
+            error = unreachable(exc)
+            raise http_exception(error) from error
         finally:
             await client.aclose()
 

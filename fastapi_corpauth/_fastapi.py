@@ -8,8 +8,11 @@ detail of the bank's answer, and never a secret or token, reaches the client.
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
+import httpx
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
@@ -27,7 +30,14 @@ from ._errors import (
     VerificationUnavailable,
 )
 
-__all__ = ["ErrorResponse", "corpauth_exception_handler", "error_response", "http_exception"]
+__all__ = [
+    "BankApiClient",
+    "ErrorResponse",
+    "corpauth_exception_handler",
+    "error_response",
+    "http_exception",
+    "unreachable",
+]
 
 
 @dataclass(frozen=True)
@@ -119,3 +129,55 @@ async def corpauth_exception_handler(request: Request, exc: Exception) -> JSONRe
     return JSONResponse(
         {"detail": response.detail()}, status_code=response.status_code, headers=response.headers
     )
+
+
+def unreachable(exc: httpx.TransportError) -> BankApiUnavailable:
+    """The error for a bank API that could not be reached or did not answer in time,
+    caused by ``exc`` (raised as the cause of the ``HTTPException`` that answers)."""
+    error = BankApiUnavailable(f"bank API unreachable ({type(exc).__name__})")
+    error.__cause__ = exc
+    return error
+
+
+class BankApiClient(httpx.AsyncClient):
+    """The ``httpx.AsyncClient`` handed to routes: what it cannot do answers the request.
+
+    A token that cannot be obtained (``TokenError``) and a bank API that cannot be
+    reached or times out become the ``HTTPException`` of the stable error code (502/503)
+    instead of a 500, including failures while a streamed body is read. The exception's
+    ``__cause__`` is the library's error, whose ``__cause__`` is httpx's.
+
+    Translating here rather than around the route (a ``yield`` dependency) keeps the
+    dependency a plain ``async def``: FastAPI runs a generator dependency through an exit
+    stack, which costs a request about as much as the rest of the dependency injection.
+    """
+
+    async def send(self, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        try:
+            response = await super().send(request, **kwargs)
+        except CorpAuthError as exc:
+            raise http_exception(exc) from exc
+        except httpx.TransportError as exc:
+            error = unreachable(exc)
+            raise http_exception(error) from error
+        if kwargs.get("stream") and isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _AnsweringStream(response.stream)
+        return response
+
+
+class _AnsweringStream(httpx.AsyncByteStream):
+    """A streamed body whose transport failures answer like ``BankApiClient.send``."""
+
+    def __init__(self, stream: httpx.AsyncByteStream) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except httpx.TransportError as exc:
+            error = unreachable(exc)
+            raise http_exception(error) from error
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()

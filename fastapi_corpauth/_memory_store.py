@@ -24,10 +24,18 @@ __all__ = ["MemorySessionStore"]
 _PURGE_PER_WRITE = 16
 
 
+#: Records whose values are all of these types are kept as items, not as JSON.
+_SCALARS = (str, int, float, bool, type(None))
+_Items = tuple[tuple[str, Any], ...]
+
+
 class _Entry(NamedTuple):
     expires_at: float
     seq: int
-    payload: str  # the record as JSON: a private copy that no caller can mutate
+    #: A private copy no caller can mutate: the record's items when its values are all
+    #: immutable scalars (sessions, markers, leases: a dict() gives it back cheaply),
+    #: else the record as JSON.
+    payload: str | _Items
 
 
 class MemorySessionStore:
@@ -92,7 +100,7 @@ class MemorySessionStore:
         if key not in self._entries:
             while len(self._entries) >= self._max_entries:
                 self._evict_one(now)
-        entry = _Entry(now + ttl, next(self._seq), payload)
+        entry = _Entry(now + ttl, next(self._seq), _frozen(record, payload))
         self._entries[key] = entry
         item = (entry.expires_at, entry.seq, key)
         heapq.heappush(self._heap, item)
@@ -187,6 +195,16 @@ def _encode(record: Record) -> str:
     return payload
 
 
-def _decode(payload: str) -> dict[str, Any]:
+def _frozen(record: Record, payload: str) -> str | _Items:
+    """What an entry keeps of ``record`` (checked by ``_encode``): see ``_Entry``."""
+    items = tuple(record.items())
+    if all(type(value) in _SCALARS for _, value in items):
+        return items
+    return payload
+
+
+def _decode(payload: str | _Items) -> dict[str, Any]:
+    if isinstance(payload, tuple):
+        return dict(payload)
     record: dict[str, Any] = json.loads(payload)
     return record

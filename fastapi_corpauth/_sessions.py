@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -46,6 +47,8 @@ PROFILE_CLAIMS = (
 USED_STATE_MEMORY = 60.0
 #: Seconds an ended session is remembered, to answer "session expired" rather than none.
 ENDED_SESSION_MEMORY = 300.0
+#: Opened records remembered per process (see ``SessionManager.load``): about 3 KB each.
+OPENED_RECORDS_REMEMBERED = 1024
 _RECORD_VERSION = 2
 
 
@@ -134,6 +137,7 @@ class SessionManager:
         self._clock = clock
         self._store_failing = False
         self._unreadable_logged = False
+        self._opened: OrderedDict[tuple[str, str], StoredSession] = OrderedDict()
 
     def __repr__(self) -> str:
         return f"SessionManager(store={self.store!r})"
@@ -266,13 +270,28 @@ class SessionManager:
             return None
         if found is None:
             return None
-        record = self._sealer.open(found.get("sealed"), where=key, context=session_id)
+        sealed = found.get("sealed")
+        # The store is read every time (a session ended or renewed by another worker is
+        # seen at once), but the same sealed record under the same key opens to the same
+        # session: remember what it opened to, rather than decrypt and decode it again
+        # on every request. Only records that opened are remembered.
+        remembered = (key, sealed) if isinstance(sealed, str) else None
+        if remembered is not None:
+            stored = self._opened.get(remembered)
+            if stored is not None:
+                self._opened.move_to_end(remembered)
+                return stored
+        record = self._sealer.open(sealed, where=key, context=session_id)
         stored = _stored(session_id, record) if record is not None else None
         if stored is None:
             if not self._unreadable_logged:
                 self._unreadable_logged = True
                 logger.warning("a session record did not open; that browser is signed out")
             return None
+        if remembered is not None:
+            self._opened[remembered] = stored
+            if len(self._opened) > OPENED_RECORDS_REMEMBERED:
+                self._opened.popitem(last=False)
         return stored
 
     async def load_user(self, session_id: str | None) -> SignedInUser | None:

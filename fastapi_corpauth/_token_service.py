@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -103,6 +104,8 @@ class TokenService:
         self._clock = clock
         self._sleep = sleep
         self._token: Token | None = None
+        #: Until when the cached token is handed out with nothing else to do: the hot path.
+        self._quiet_until = -math.inf
         self._fetch: asyncio.Task[Token] | None = None
         self._failure: TokenError | None = None
         self._failed_until = 0.0
@@ -138,6 +141,8 @@ class TokenService:
         """
         now = self._clock()
         token = self._token
+        if now < self._quiet_until and token is not None:
+            return token
         if token is not None and now < stale_at(token, self._cache):
             if now >= refresh_at(token, self._cache) and not self._failing(now):
                 self._start_fetch()
@@ -176,6 +181,7 @@ class TokenService:
                 self._rejected.popitem(last=False)
         if self._token is token:
             self._token = None
+            self._quiet_until = -math.inf
             logger.info("cached bank token dropped after the bank API rejected it")
             return True
         return False
@@ -233,6 +239,7 @@ class TokenService:
             logger.warning("bank token request failed: %s (next try in %.1fs)", exc, cooldown)
             raise
         self._token = token
+        self._quiet_until = refresh_at(token, self._cache)
         self._failure = None
         self._failed_until = 0.0
         logger.debug("bank token obtained, valid for %.0fs", token.lifetime)

@@ -14,7 +14,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -41,6 +43,8 @@ __all__ = ["KeyCache", "TokenVerifier"]
 logger = logging.getLogger("fastapi_corpauth.verify")
 
 _MAX_RESPONSE_BYTES = 256 * 1024
+#: Tokens whose verified signature is remembered (about 2 KB each).
+VERIFIED_TOKENS_REMEMBERED = 1024
 
 
 class KeysNotPublished(VerificationUnavailable):
@@ -197,8 +201,12 @@ class TokenVerifier:
         self._policy = policy
         self._clock = clock
         self.keys = KeyCache(http=http, policy=policy, clock=clock)
+        # token -> (the key set that verified it, its claims): see ``_verified_claims``.
+        self._verified: OrderedDict[str, tuple[KeySet, Mapping[str, Any]]] = OrderedDict()
         #: Introspection requests sent, for metrics and tests.
         self.introspections = 0
+        #: Signatures checked (not answered from what was verified before), for tests.
+        self.signatures_checked = 0
 
     def __repr__(self) -> str:
         return f"TokenVerifier(mode={self._policy.mode!r}, keys={self.keys!r})"
@@ -278,6 +286,15 @@ class TokenVerifier:
         if metadata.jwks_uri is None:
             raise VerificationUnavailable("the issuer publishes no signing keys")
         keys = await self.keys.keys(metadata.jwks_uri)
+        # A signature verified with these very keys holds as long as they are the keys
+        # held (a re-read, a rotation or a refetch replaces the set): a customer's
+        # backend sends the same token with every request, and checking its signature
+        # again each time would cost more than the rest of the request. The claims are
+        # still checked against the clock and the rules by the caller on every use.
+        remembered = self._verified.get(token)
+        if remembered is not None and remembered[0] is keys:
+            self._verified.move_to_end(token)
+            return dict(remembered[1])
         candidates = keys.candidates(header)
         if candidates is None:
             keys = await self.keys.refetch(metadata.jwks_uri)
@@ -290,10 +307,16 @@ class TokenVerifier:
             raise InvalidToken("the token's algorithm does not match its key", reason="algorithm")
         failure: InvalidToken | None = None
         for key in candidates:
+            self.signatures_checked += 1
             try:
-                return verify_signature(token, key, algorithms=algorithms)
+                claims = verify_signature(token, key, algorithms=algorithms)
             except InvalidToken as exc:
                 failure = exc
+                continue
+            self._verified[token] = (keys, MappingProxyType(dict(claims)))
+            if len(self._verified) > VERIFIED_TOKENS_REMEMBERED:
+                self._verified.popitem(last=False)
+            return claims
         assert failure is not None
         raise failure
 

@@ -139,6 +139,17 @@ class SessionStoreContract:
         popped = await store.pop("session:a")
         assert popped == {"profile": {"roles": ["corp"]}}
 
+    async def test_caller_cannot_mutate_a_flat_stored_record(self, store: SessionStore) -> None:
+        record: dict[str, Any] = {"sealed": "v1", "n": 1, "ok": True, "none": None}
+        await store.set("session:a", record, ttl=60)
+        record["sealed"] = "changed"  # after set
+        got = await store.get("session:a")
+        assert got == {"sealed": "v1", "n": 1, "ok": True, "none": None}
+        got["sealed"] = "changed"  # after get
+        del got["n"]
+        assert await store.get("session:a") == {"sealed": "v1", "n": 1, "ok": True, "none": None}
+        assert await store.pop("session:a") == {"sealed": "v1", "n": 1, "ok": True, "none": None}
+
     @pytest.mark.parametrize(
         "record",
         [

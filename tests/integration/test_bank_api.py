@@ -260,3 +260,55 @@ async def test_a_day_long_retry_after_heals_within_the_cap(make_harness: MakeHar
         clock.advance(30)  # CORPAUTH_TOKEN_RETRY_AFTER_MAX (60 s), not a day
         assert (await h.client.get("/accounts")).status_code == 200
         assert h.dev.token_requests == 2
+
+
+class _BreaksMidBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> Any:
+        yield b'{"accounts": ['
+        raise httpx.ReadError("connection reset by peer")
+
+
+async def test_api_client_failures_answer_with_codes_also_mid_stream_or_when_caught() -> None:
+    """What the client cannot do is the route's answer (503/502 and a code), never a 500;
+    a route that wants to handle it catches the HTTPException and finds the cause."""
+    from fastapi import Depends, FastAPI, HTTPException
+
+    from fastapi_corpauth import BankApiUnavailable, CorpAuth
+    from tests.support import TokenEndpoint, settings
+
+    def bank(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/stream"):
+            return httpx.Response(200, stream=_BreaksMidBody())
+        raise httpx.ConnectTimeout("timed out")
+
+    endpoint = TokenEndpoint()
+    corpauth = CorpAuth(
+        settings(), transport=endpoint.transport(), api_transport=httpx.MockTransport(bank)
+    )
+    app = FastAPI(lifespan=corpauth.lifespan)
+
+    @app.get("/streamed")
+    async def streamed(client: httpx.AsyncClient = Depends(corpauth.api_client)) -> Any:
+        async with client.stream("GET", "stream") as response:
+            return {"size": len(b"".join([chunk async for chunk in response.aiter_bytes()]))}
+
+    @app.get("/handled")
+    async def handled(client: httpx.AsyncClient = Depends(corpauth.api_client)) -> Any:
+        try:
+            await client.get("accounts")
+        except HTTPException as exc:
+            cause = exc.__cause__
+            assert isinstance(cause, BankApiUnavailable)
+            return {"fallback": True, "cause": type(cause.__cause__).__name__}
+        raise AssertionError("the timeout was not raised")
+
+    async with (
+        corpauth.lifespan(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://app") as client,
+    ):
+        broken = await client.get("/streamed")
+        assert broken.status_code == 503, broken.text
+        assert broken.json()["detail"]["code"] == "bank_api_unavailable"
+        assert "reset" not in broken.text
+        answer = await client.get("/handled")
+        assert answer.json() == {"fallback": True, "cause": "ConnectTimeout"}

@@ -350,3 +350,62 @@ def test_repr_names_no_key_material() -> None:
     verifier = make_verifier(Issuer(), FakeClock())
     assert "mode='auto'" in repr(verifier)
     assert json.dumps(SIGNING_KEY.public_jwk()["n"]) not in repr(verifier)
+
+
+# --- signatures remembered -------------------------------------------------------------------
+
+
+async def test_a_token_sent_again_is_not_verified_again_but_its_claims_are(
+    clock: FakeClock,
+) -> None:
+    issuer = Issuer()
+    verifier = make_verifier(issuer, clock)
+    sent = token(exp=int(NOW + 60))
+    for _ in range(5):
+        assert (await verifier.verify_access_token(sent, client_ids=CLIENTS)).subject == "user-1"
+    assert verifier.signatures_checked == 1
+    with pytest.raises(InvalidToken) as caught:
+        await verifier.verify_access_token(sent, client_ids=frozenset({"another-app"}))
+    assert caught.value.reason == "client"
+    clock.advance(120)
+    with pytest.raises(InvalidToken) as caught:
+        await verifier.verify_access_token(sent, client_ids=CLIENTS)
+    assert caught.value.reason == "expired"
+    assert verifier.signatures_checked == 1
+
+
+async def test_only_a_verified_signature_is_remembered(clock: FakeClock) -> None:
+    issuer = Issuer()
+    verifier = make_verifier(issuer, clock)
+    header, payload, signature = token().split(".")
+    forged = ".".join(
+        (header, payload, signature[:-4] + ("AAAA" if signature[-4:] != "AAAA" else "BBBB"))
+    )
+    for _ in range(3):
+        with pytest.raises(InvalidToken):
+            await verifier.verify_access_token(forged, client_ids=CLIENTS)
+    assert verifier.signatures_checked == 3
+
+
+async def test_a_refreshed_key_set_verifies_remembered_tokens_again(clock: FakeClock) -> None:
+    issuer = Issuer()
+    verifier = make_verifier(issuer, clock)
+    sent = token(exp=int(NOW + 7200))
+    await verifier.verify_access_token(sent, client_ids=CLIENTS)
+    clock.advance(3601)  # the keys are read again, and hold the same key
+    await verifier.verify_access_token(sent, client_ids=CLIENTS)
+    assert (issuer.jwks_requests, verifier.signatures_checked) == (2, 2)
+
+
+async def test_remembered_signatures_are_bounded(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("fastapi_corpauth._verifier.VERIFIED_TOKENS_REMEMBERED", 8)
+    verifier = make_verifier(Issuer(), clock)
+    first = token(sub="u0")
+    await verifier.verify_access_token(first, client_ids=CLIENTS)
+    for n in range(1, 20):
+        await verifier.verify_access_token(token(sub=f"u{n}"), client_ids=CLIENTS)
+    assert len(verifier._verified) == 8
+    await verifier.verify_access_token(first, client_ids=CLIENTS)
+    assert verifier.signatures_checked == 21  # the first token had been forgotten
