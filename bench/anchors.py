@@ -50,7 +50,8 @@ class AuthlibContender(Contender):
         )
 
     async def get(self, path: str) -> int:
-        return (await self.client.get(self.base + path)).status_code
+        response: httpx.Response = await self.client.get(self.base + path)
+        return response.status_code
 
     async def token(self) -> str:
         # What AsyncOAuth2Client.request awaits before sending.

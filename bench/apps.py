@@ -33,7 +33,6 @@ def plugin_app() -> FastAPI:
     corpauth = CorpAuth(CorpAuthSettings())
     app = FastAPI(lifespan=corpauth.lifespan)
     app.state.corpauth = corpauth
-    app.include_router(corpauth.router, prefix="/auth")
 
     async def noop() -> str:
         return SAME_LENGTH
@@ -69,6 +68,8 @@ def plugin_app() -> FastAPI:
         digest = hashlib.sha256(cached.access_token.encode()).hexdigest()[:16] if cached else None
         return {"pid": os.getpid(), "token": digest}
 
+    # Last, as the docs recommend: the app's own routes are matched first.
+    app.include_router(corpauth.router, prefix="/auth")
     return app
 
 

@@ -53,7 +53,7 @@ class Row:
     baseline: str
     ratio: str
     target: str
-    result: str  # PASS, MISS, ref: PASS/MISS (anchors), info, skipped
+    result: str  # PASS, MISS, inconclusive, ref: PASS/MISS (anchors), info, skipped
 
 
 @dataclass
@@ -67,16 +67,20 @@ class Report:
         baseline: str,
         ratio: float | str | None,
         target: str,
-        passed: bool | None,
+        passed: bool | str | None,
         *,
         reference: bool = False,
     ) -> Row:
+        """``passed``: True, False, None (an information row) or "inconclusive" (the
+        spread of the measure straddles its target)."""
         if isinstance(ratio, float):
             ratio_text = "∞" if math.isinf(ratio) else f"{ratio:.2f}"
         else:
             ratio_text = ratio or "–"
         if passed is None:
             result = "info"
+        elif isinstance(passed, str):
+            result = ("ref: " if reference else "") + passed
         elif reference:
             result = "ref: " + ("PASS" if passed else "MISS")
         else:

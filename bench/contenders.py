@@ -14,7 +14,6 @@ always go over real HTTP to a devserver process.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx
@@ -96,9 +95,8 @@ class CorpAuthContender(Contender):
         )
         self._lifespan = self.corpauth.lifespan()
         await self._lifespan.__aenter__()
-        # The dependency FastAPI would inject: Depends(corpauth.api_client).
-        self._dependency: AsyncIterator[httpx.AsyncClient] = self.corpauth.api_client()
-        self.client = await anext(self._dependency)
+        # The client FastAPI would inject: Depends(corpauth.api_client).
+        self.client = await self.corpauth.api_client()
 
     async def get(self, path: str) -> int:
         return (await self.client.get(path.lstrip("/"))).status_code
@@ -112,5 +110,4 @@ class CorpAuthContender(Contender):
         return cached.access_token if cached is not None else None
 
     async def close(self) -> None:
-        await self._dependency.aclose()  # type: ignore[attr-defined]
         await self._lifespan.__aexit__(None, None, None)

@@ -129,11 +129,11 @@ def run(
         dev.faults(latency=LATENCY)
         asyncio.run(warm_up(dev))
         kwargs = {"lifetime": lifetime, "lifetimes": lifetimes, "rate": rate}
-        plugin = asyncio.run(rollover(CorpAuthContender, dev, **kwargs))  # type: ignore[arg-type]
+        plugin = asyncio.run(rollover(CorpAuthContender, dev, **kwargs))
         describe("corpauth", plugin)
         others = []
         for cls in anchors or []:
-            result = asyncio.run(rollover(cls, dev, **kwargs))  # type: ignore[arg-type]
+            result = asyncio.run(rollover(cls, dev, **kwargs))
             describe(cls.name, result)
             others.append((cls.name, result))
     if plugin_rows:

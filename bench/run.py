@@ -2,10 +2,11 @@
 
     python bench/run.py [--quick] [--only 1,2,...]
 
-Measures: 1 per-request overhead, 2 sessions, 3 herd, 4 rollover, 5 revocation,
-6 workers with Redis, 7 Authlib and httpx-auth side by side (with 3-5), 8 memory,
-9 token verification, 10 Redis modes (one node, cluster, Sentinel) side by side.
-Ends with one Markdown table (measure, figure, baseline, ratio, target, result).
+Measures: 1 per-request cost in process, 2 an outbound call's cost, 3 herd,
+4 rollover, 5 revocation, 6 workers with Redis, 7 Authlib and httpx-auth side by side
+(with 2-5), 8 memory, 9 the sign-in path, 10 Redis modes (one node, cluster, Sentinel)
+side by side, 11 per-request cost through uvicorn. Ends with one Markdown table
+(measure, figure, baseline, ratio with its spread, target, result).
 Not part of the test suite; ``scripts/bench`` installs what it needs and runs it.
 """
 
@@ -17,6 +18,7 @@ import platform
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 if __package__ in (None, ""):
@@ -26,27 +28,29 @@ from bench import (
     anchors,
     herd,
     memory,
-    overhead,
+    outbound,
+    per_request,
     redis_modes,
     revocation,
     rollover,
-    sessions,
+    through_uvicorn,
     verification,
     workers,
 )
 from bench.common import Profile, Report, markdown_table, wrk_available
 
 MEASURES = {
-    1: "per-request overhead",
-    2: "session overhead",
+    1: "per-request cost, in process",
+    2: "an outbound call's cost",
     3: "herd",
     4: "rollover",
     5: "revocation",
     6: "workers with Redis",
     7: "Authlib and httpx-auth side by side",
     8: "memory",
-    9: "token verification",
+    9: "the sign-in path",
     10: "Redis modes side by side",
+    11: "per-request cost through uvicorn",
 }
 
 
@@ -88,30 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {machine()}\n", flush=True)
     found = anchors.available() if 7 in only else []
     started = time.perf_counter()
-    steps = [
-        (1, lambda: overhead.run(profile, report)),
-        (2, lambda: sessions.run(profile, report)),
-    ]
-    for n, module in ((3, herd), (4, rollover), (5, revocation)):
-        if n in only or 7 in only:
-            steps.append(
-                (
-                    n,
-                    lambda module=module, n=n: module.run(
-                        profile, report, plugin_rows=n in only, anchors=found
-                    ),
-                )
-            )
-    steps += [
+    steps: list[tuple[int, Callable[[], None]]] = [
+        (1, lambda: per_request.run(profile, report)),
+        (
+            2,
+            lambda: outbound.run(profile, report, plugin_rows=2 in only, with_anchors=7 in only),
+        ),
+        (3, lambda: herd.run(profile, report, plugin_rows=3 in only, anchors=found)),
+        (4, lambda: rollover.run(profile, report, plugin_rows=4 in only, anchors=found)),
+        (5, lambda: revocation.run(profile, report, plugin_rows=5 in only, anchors=found)),
         (6, lambda: workers.run(profile, report)),
         (8, lambda: memory.run(profile, report)),
         (9, lambda: verification.run(profile, report)),
         (10, lambda: redis_modes.run(profile, report)),
+        (11, lambda: through_uvicorn.run(profile, report)),
     ]
     for n, step in steps:
-        if n not in only and n not in (3, 4, 5):
+        if n not in only and not (n in (2, 3, 4, 5) and 7 in only):
             continue
-        label = MEASURES[n] + (" (+ 7)" if found and n in (3, 4, 5) else "")
+        label = MEASURES[n] + (" (+ 7)" if found and n in (2, 3, 4, 5) else "")
         print(f"[{n}] {label}", flush=True)
         t0 = time.perf_counter()
         step()
