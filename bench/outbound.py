@@ -158,8 +158,8 @@ async def measure(
             calls.update(await anchors(stack, dev, api))
         for call in calls.values():
             await call()
-        rounds = profile.pick(11, 5)
-        n = profile.pick(400, 150)
+        rounds = profile.pick(9, 5)
+        n = profile.pick(1500, 150)
         for name in calls:
             if name == "plain httpx":
                 continue

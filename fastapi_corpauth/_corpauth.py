@@ -464,10 +464,12 @@ class BearerTokenDependency:
 
     async def __call__(self) -> str:
         running = self._corpauth._running or self._corpauth._require_running_answer()
-        try:
-            token = await running.tokens.get_token()
-        except CorpAuthError as exc:
-            raise http_exception(exc) from exc
+        token = running.tokens.ready_token()
+        if token is None:
+            try:
+                token = await running.tokens.get_token()
+            except CorpAuthError as exc:
+                raise http_exception(exc) from exc
         return token.access_token
 
 

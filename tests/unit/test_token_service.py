@@ -295,6 +295,25 @@ async def test_invalidate_only_drops_the_failed_token(make_service: Any) -> None
     assert endpoint.count == 2
 
 
+async def test_a_ready_token_is_only_one_that_needs_nothing_done(
+    make_service: Any, clock: FakeClock
+) -> None:
+    endpoint = TokenEndpoint()
+    service = make_service(endpoint, cache=CachePolicy(leeway=30, refresh_window=60))
+    assert service.ready_token() is None  # nothing fetched yet
+    first = await service.get_token()
+    assert service.ready_token() is first
+    clock.advance(211)  # past the refresh point (300 - 30 - 60): a refresh is due
+    assert service.ready_token() is None
+    assert await service.get_token() is first  # served while the refresh runs
+    await asyncio.sleep(0.01)
+    renewed = await service.get_token()
+    assert renewed.access_token == "tok-2"
+    assert service.ready_token() is renewed
+    assert service.invalidate(renewed) is True  # the bank refused it
+    assert service.ready_token() is None
+
+
 async def test_already_expired_token_is_malformed(make_service: Any) -> None:
     endpoint = TokenEndpoint(httpx.Response(200, content=token_body(expires_in=0)))
     service = make_service(endpoint)
