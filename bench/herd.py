@@ -95,6 +95,15 @@ async def warm_up(dev: Devserver) -> None:
         await client.get(dev.base + "/_dev/stats", headers=DEV_HEADERS)
 
 
+def stall_verdict(stall: float, idle: float) -> bool | str:
+    """PASS under the target; MISS over it on a quiet machine; "inconclusive" over it
+    when the idle loop alone stalls for half the target (the machine, not the code,
+    may have made the difference)."""
+    if stall < STALL_TARGET:
+        return True
+    return "inconclusive" if idle >= STALL_TARGET / 2 else False
+
+
 def describe(name: str, r: HerdResult) -> None:
     print(
         f"  {name:10} callers {r.callers}: token requests {r.token_requests}, failed "
@@ -148,7 +157,7 @@ def run(
             f"idle loop: {ms(idle)}",
             ratio(plugin.stall, idle),
             "< 10 ms",
-            plugin.stall < STALL_TARGET,
+            stall_verdict(plugin.stall, idle),
         )
     for name, r in others:
         report.add(
@@ -174,6 +183,6 @@ def run(
             f"corpauth: {ms(plugin.stall)}",
             ratio(r.stall, plugin.stall),
             "< 10 ms",
-            r.stall < STALL_TARGET,
+            stall_verdict(r.stall, idle),
             reference=True,
         )
