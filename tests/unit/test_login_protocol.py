@@ -68,6 +68,10 @@ class TestAuthorizeUrl:
             ("state", "st4te"),
         ]
 
+    def test_a_silent_renewal_asks_for_no_prompt(self) -> None:
+        assert query(self.build(prompt="none"))[-1] == ("prompt", "none")
+        assert "prompt" not in self.build()
+
     def test_redirect_uri_with_port_and_query_is_fully_encoded(self) -> None:
         url = self.build(redirect_uri="http://localhost:8000/auth/callback?tenant=a&x=1 2")
         assert (
@@ -375,6 +379,16 @@ class TestEndSessionUrl:
         assert query(url) == [("client_id", "corp-app"), ("ui_locales", "ka")]
         assert "id_token_hint" not in url
         assert "redirect_uri=" not in url
+
+    def test_the_id_token_hint_comes_first(self) -> None:
+        url = end_session_url(
+            endpoint=LOGOUT,
+            client_id="corp-app",
+            post_logout_redirect_uri=None,
+            locale=None,
+            id_token_hint="eyJ.id.token",
+        )
+        assert query(url) == [("id_token_hint", "eyJ.id.token"), ("client_id", "corp-app")]
 
     def test_endpoint_with_query(self) -> None:
         url = end_session_url(

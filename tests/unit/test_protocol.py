@@ -28,6 +28,7 @@ from fastapi_corpauth._protocol import (
     parse_retry_after,
     parse_token_response,
     refresh_at,
+    refresh_token_request,
     stale_at,
     token_from_fields,
 )
@@ -318,6 +319,26 @@ class TestRequestsInDetail:
             "code_verifier": ["v" * 64],
         }
         assert request.headers["authorization"] == basic_authorization("corp/app", "s/cret")
+
+    @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
+    def test_the_refresh_request(self, method: str) -> None:
+        request = refresh_token_request(
+            token_url="https://kc/token",
+            credentials=self.credentials(method),
+            refresh_token="the-refresh-token",
+        )
+        assert request.method == "POST"
+        assert request.url == "https://kc/token"
+        form = parse_qs(request.content.decode())
+        assert form["grant_type"] == ["refresh_token"]
+        assert form["refresh_token"] == ["the-refresh-token"]
+        if method == "client_secret_basic":
+            assert request.headers["authorization"] == basic_authorization("corp/app", "s/cret")
+            assert "client_secret" not in form
+        else:
+            assert "authorization" not in request.headers
+            assert form["client_id"] == ["corp/app"]
+            assert form["client_secret"] == ["s/cret"]
 
     @pytest.mark.parametrize("verifier", [None, ""])
     def test_the_code_exchange_without_pkce(self, verifier: str | None) -> None:
