@@ -152,24 +152,12 @@ def create_app(
         user: SignedInUser = Depends(corpauth.current_user),
         bank: httpx.AsyncClient = Depends(corpauth.api_client),
     ) -> str:
-        language = pages.language(lang)
-        text = pages.TEXT[language]
-        name = user.display_name or "?"
-        response = await bank.get("accounts")
-        if response.status_code != 200:
-            message = text["bank_error"].format(status=response.status_code)
-            body = f'<section class="card"><p id="bank-error">{message}</p></section>'
-            return pages.layout(language, text["accounts"], body, path="/accounts", user_name=name)
-        rows = pages.account_rows(response.json()["accounts"], language)
-        body = (
-            f'<p class="muted">{text["accounts_note"]}</p>'
-            '<section class="card table-wrap"><table id="accounts-table"><thead><tr>'
-            f'<th>{text["iban"]}</th><th class="narrow-hide">{text["holder"]}</th>'
-            f'<th class="narrow-hide">{text["currency"]}</th>'
-            f'<th class="amount">{text["balance"]}</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table></section>"
+        return pages.accounts_page(
+            pages.language(lang),
+            kind="accounts",
+            answer=await bank.get("accounts"),
+            user_name=user.display_name or "?",
         )
-        return pages.layout(language, text["accounts"], body, path="/accounts", user_name=name)
 
     @app.get("/my-accounts", response_class=HTMLResponse)
     async def my_accounts(
@@ -177,27 +165,11 @@ def create_app(
         user: SignedInUser = Depends(corpauth.current_user),
         bank: httpx.AsyncClient = Depends(corpauth.user_api_client),
     ) -> str:
-        language = pages.language(lang)
-        text = pages.TEXT[language]
-        name = user.display_name or "?"
-        response = await bank.get("accounts")
-        if response.status_code != 200:
-            message = text["bank_error"].format(status=response.status_code)
-            body = f'<section class="card"><p id="bank-error">{message}</p></section>'
-            return pages.layout(
-                language, text["my_accounts"], body, path="/my-accounts", user_name=name
-            )
-        rows = pages.account_rows(response.json()["accounts"], language)
-        body = (
-            f'<p class="muted">{text["my_accounts_note"]}</p>'
-            '<section class="card table-wrap"><table id="my-accounts-table"><thead><tr>'
-            f'<th>{text["iban"]}</th><th class="narrow-hide">{text["holder"]}</th>'
-            f'<th class="narrow-hide">{text["currency"]}</th>'
-            f'<th class="amount">{text["balance"]}</th></tr></thead>'
-            f"<tbody>{rows}</tbody></table></section>"
-        )
-        return pages.layout(
-            language, text["my_accounts"], body, path="/my-accounts", user_name=name
+        return pages.accounts_page(
+            pages.language(lang),
+            kind="my_accounts",
+            answer=await bank.get("accounts"),
+            user_name=user.display_name or "?",
         )
 
     @app.get("/signed-out", response_class=HTMLResponse)

@@ -13,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Final, Literal
 from urllib.parse import urlencode
 
+import httpx
+
 Lang = Literal["en", "ka"]
 
 TEXT: Final[Mapping[Lang, Mapping[str, str]]] = {
@@ -214,3 +216,30 @@ def account_rows(accounts: list[dict[str, Any]], lang: Lang) -> str:
             "</tr>"
         )
     return "".join(rows)
+
+
+def accounts_page(
+    lang: Lang,
+    *,
+    kind: Literal["accounts", "my_accounts"],
+    answer: httpx.Response,
+    user_name: str,
+) -> str:
+    """The page of the company's accounts (``accounts``) or the customer's own
+    (``my_accounts``) from the bank's ``answer``: the table, or the bank's status when it
+    did not answer 200."""
+    text = TEXT[lang]
+    path = "/" + kind.replace("_", "-")
+    if answer.status_code != 200:
+        message = text["bank_error"].format(status=answer.status_code)
+        body = f'<section class="card"><p id="bank-error">{message}</p></section>'
+        return layout(lang, text[kind], body, path=path, user_name=user_name)
+    body = (
+        f'<p class="muted">{text[kind + "_note"]}</p>'
+        f'<section class="card table-wrap"><table id="{path[1:]}-table"><thead><tr>'
+        f'<th>{text["iban"]}</th><th class="narrow-hide">{text["holder"]}</th>'
+        f'<th class="narrow-hide">{text["currency"]}</th>'
+        f'<th class="amount">{text["balance"]}</th></tr></thead>'
+        f"<tbody>{account_rows(answer.json()['accounts'], lang)}</tbody></table></section>"
+    )
+    return layout(lang, text[kind], body, path=path, user_name=user_name)

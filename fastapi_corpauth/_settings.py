@@ -8,7 +8,6 @@ into the small value objects of ``_config`` that the rest of the package takes.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Mapping
@@ -328,13 +327,7 @@ class CorpAuthSettings(BaseSettings):
         """
         if "api_base_url" in self.model_fields_set:
             return
-        host = (urlsplit(self.issuer).hostname or "").lower()
-        local = host == "localhost" or host.endswith(".localhost")
-        try:
-            local = local or ipaddress.ip_address(host).is_loopback
-        except ValueError:
-            pass
-        if local:
+        if is_loopback(urlsplit(self.issuer).hostname):
             logger.warning(
                 "CORPAUTH_ISSUER names a server on this machine but CORPAUTH_API_BASE_URL "
                 "is not set, so bank API calls go to %s; set it too (the development "
