@@ -28,7 +28,7 @@ from ._errors import (
     SessionExpired,
     VerificationError,
 )
-from ._fastapi import BankApiClient, http_exception, unreachable
+from ._fastapi import BankApiClient, http_exception
 from ._memory_store import MemorySessionStore
 from ._metadata import ProviderMetadata, fallback_metadata
 from ._router import build_router
@@ -272,6 +272,8 @@ class CorpAuth:
                         pool=customer_pool,
                         base_url=settings.api_base_url.rstrip("/") + "/",
                         timeout=timeout,
+                        # Its failures answer the request like api_client's.
+                        client_class=BankApiClient,
                     ),
                 )
                 try:
@@ -610,7 +612,8 @@ class UserApiClientDependency:
     the customer's own access token, unexpired and renewed as the session is. Use it for
     what the customer may see as themselves; ``api_client`` acts as the company's service
     account. Without a session it answers as ``current_user``; a 401 from the bank ends
-    the session and answers 401 ``session_expired``.
+    the session and answers 401 ``session_expired``. Like ``api_client``'s, the client
+    raises the ``HTTPException`` itself (``BankApiClient``); the dependency only closes it.
     """
 
     def __init__(self, corpauth: CorpAuth) -> None:
@@ -627,11 +630,6 @@ class UserApiClientDependency:
         client = corpauth._require_running().customer_client(session_id, user)
         try:
             yield client
-        except CorpAuthError as exc:
-            raise http_exception(exc) from exc
-        except httpx.TransportError as exc:
-            error = unreachable(exc)
-            raise http_exception(error) from error
         finally:
             await client.aclose()
 

@@ -73,15 +73,17 @@ class CustomerClients:
         pool: httpx.AsyncBaseTransport,
         base_url: str,
         timeout: httpx.Timeout,
+        client_class: type[httpx.AsyncClient] = httpx.AsyncClient,
     ) -> None:
         self._sign_in = sign_in
         self._pool = _Borrowed(pool)
         self._base_url = base_url
         self._timeout = timeout
+        self._client_class = client_class
 
     def client(self, session_id: str, user: SignedInUser) -> httpx.AsyncClient:
         """A client for this request's customer (closing it leaves the pool open)."""
-        return httpx.AsyncClient(
+        return self._client_class(
             base_url=self._base_url,
             transport=self._pool,
             auth=CustomerTokenAuth(self._sign_in, session_id, user),

@@ -36,7 +36,6 @@ __all__ = [
     "corpauth_exception_handler",
     "error_response",
     "http_exception",
-    "unreachable",
 ]
 
 
@@ -131,7 +130,7 @@ async def corpauth_exception_handler(request: Request, exc: Exception) -> JSONRe
     )
 
 
-def unreachable(exc: httpx.TransportError) -> BankApiUnavailable:
+def _unreachable(exc: httpx.TransportError) -> BankApiUnavailable:
     """The error for a bank API that could not be reached or did not answer in time,
     caused by ``exc`` (raised as the cause of the ``HTTPException`` that answers)."""
     error = BankApiUnavailable(f"bank API unreachable ({type(exc).__name__})")
@@ -158,7 +157,7 @@ class BankApiClient(httpx.AsyncClient):
         except CorpAuthError as exc:
             raise http_exception(exc) from exc
         except httpx.TransportError as exc:
-            error = unreachable(exc)
+            error = _unreachable(exc)
             raise http_exception(error) from error
         if kwargs.get("stream") and isinstance(response.stream, httpx.AsyncByteStream):
             response.stream = _AnsweringStream(response.stream)
@@ -176,7 +175,7 @@ class _AnsweringStream(httpx.AsyncByteStream):
             async for chunk in self._stream:
                 yield chunk
         except httpx.TransportError as exc:
-            error = unreachable(exc)
+            error = _unreachable(exc)
             raise http_exception(error) from error
 
     async def aclose(self) -> None:

@@ -155,11 +155,13 @@ async def open_site(
     session_store: SessionStore | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     transport_factory: Callable[[FastAPI], httpx.AsyncBaseTransport] | None = None,
+    api_transport_factory: Callable[[FastAPI], httpx.AsyncBaseTransport] | None = None,
     devserver_options: dict[str, Any] | None = None,
     **overrides: Any,
 ) -> AsyncIterator[Site]:
-    """The devserver and the app; ``transport_factory`` wraps the app's way to the bank;
-    ``devserver_options`` go to ``create_devserver`` (token lifetimes, SSO lifetimes)."""
+    """The devserver and the app; ``transport_factory`` wraps the app's way to the bank,
+    ``api_transport_factory`` its way to the bank API; ``devserver_options`` go to
+    ``create_devserver`` (token lifetimes, SSO lifetimes)."""
     devserver = create_devserver(
         flavour=flavour,
         **(devserver_options or {}),
@@ -178,7 +180,9 @@ async def open_site(
         site_settings(**overrides),
         transport=transport
         or (transport_factory or (lambda app: httpx.ASGITransport(app=app)))(devserver),
-        api_transport=httpx.ASGITransport(app=devserver),
+        api_transport=(api_transport_factory or (lambda app: httpx.ASGITransport(app=app)))(
+            devserver
+        ),
         clock=clock,
         session_store=session_store,
     )

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from tests.security.conftest import APP, ISSUER, Browser, Site, open_site
 from tests.support import FakeClock
@@ -130,6 +132,47 @@ async def test_the_customers_own_api_client_stays_valid() -> None:
         assert refused.status_code == 401
         assert refused.json()["detail"]["code"] == "session_expired"
         assert await stored(site, browser) is None
+
+
+class _FailingBankApi(httpx.AsyncBaseTransport):
+    """The bank API, until ``failure`` says how it fails: "unreachable" (connect timeout)
+    or "mid-body" (the connection drops while the answer streams in)."""
+
+    def __init__(self, bank: httpx.AsyncBaseTransport) -> None:
+        self._bank = bank
+        self.failure: str | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.failure == "unreachable":
+            raise httpx.ConnectTimeout("timed out")
+        if self.failure == "mid-body":
+            return httpx.Response(200, stream=_DropsMidBody())
+        return await self._bank.handle_async_request(request)
+
+
+class _DropsMidBody(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b'{"accounts": ['
+        raise httpx.ReadError("connection reset by peer")
+
+
+@pytest.mark.parametrize("failure", ["unreachable", "mid-body"])
+async def test_the_customers_client_answers_503_when_the_bank_api_fails(failure: str) -> None:
+    bank_api: list[_FailingBankApi] = []
+
+    def failing(devserver: FastAPI) -> httpx.AsyncBaseTransport:
+        bank_api.append(_FailingBankApi(httpx.ASGITransport(app=devserver)))
+        return bank_api[0]
+
+    async with open_site(api_transport_factory=failing, **CODE_FLOW) as site:
+        browser = await signed_in_browser(site)
+        bank_api[0].failure = failure
+        answer = await browser.get("/my-accounts")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["detail"]["code"] == "bank_api_unavailable"
+        assert "reset" not in answer.text and "timed out" not in answer.text
+        bank_api[0].failure = None
+        assert (await browser.get("/my-accounts")).json() == {"status": 200}  # still signed in
 
 
 # --- the implicit flow: renewed through the bank -----------------------------------------------
