@@ -14,7 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import jwt
 from fastapi import Depends, FastAPI
+from jwt import PyJWK
 
 from fastapi_corpauth import CorpAuth, CorpAuthSettings, SessionStore, SignedInUser
 from fastapi_corpauth.devserver import DevClient, create_devserver
@@ -50,6 +52,21 @@ def token_pool(devserver: FastAPI, count: int) -> list[Token]:
     """``count`` distinct tokens: cycled through, more than a cache holds, each sign-in
     checks a signature."""
     return [mint(devserver) for _ in range(count)]
+
+
+def pyjwt_decode(token: str, key: PyJWK) -> dict[str, Any]:
+    """The baseline any verifying resource server pays: a plain PyJWT decode with a
+    cached key, the issuer and the client checked."""
+    claims: dict[str, Any] = jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        issuer=ISSUER,
+        options={"verify_aud": False, "require": ["exp", "iss", "sub"]},
+    )
+    if claims.get("azp") != CLIENT_ID:
+        raise ValueError("another client's token")
+    return claims
 
 
 def corpauth_for(
